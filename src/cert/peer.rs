@@ -1,0 +1,238 @@
+//! A client certificate, parsed once: thumbprint, subject, SANs and validity.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Certificates larger than this are refused before parsing. Real client certificates
+/// are a few KiB; the bound keeps a hostile one from costing much.
+pub(crate) const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
+
+/// Why a certificate could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// No certificate at all where one was expected.
+    #[error("no certificate was given")]
+    Empty,
+    /// Larger than this crate parses.
+    #[error("the certificate is larger than {MAX_CERTIFICATE_LEN} bytes")]
+    TooLarge,
+    /// Not a DER-encoded X.509 certificate.
+    #[error("the certificate is not a well-formed DER X.509 certificate")]
+    Malformed,
+}
+
+/// A client certificate, parsed once per connection (or per distinct proxy header).
+///
+/// `thumbprint` is the RFC 8705 §3.1 `x5t#S256` value: base64url without padding of the
+/// SHA-256 hash of the leaf's DER. Subject and SANs are as the certificate says; they
+/// are trustworthy only as far as the chain was verified (see the crate's security model).
+#[derive(Clone)]
+pub struct PeerCertificate {
+    der: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    thumbprint_bytes: [u8; 32],
+    thumbprint: String,
+    subject: String,
+    san_dns: Vec<String>,
+    san_uri: Vec<String>,
+    san_ip: Vec<IpAddr>,
+    san_email: Vec<String>,
+    not_before: SystemTime,
+    not_after: SystemTime,
+}
+
+impl PeerCertificate {
+    /// Parses a leaf certificate from DER.
+    ///
+    /// # Errors
+    /// [`CertificateError`] when the bytes are empty, too large or not a certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
+        Self::from_chain([der])
+    }
+
+    /// Parses a chain, leaf first. The leaf is the certificate that binds; the rest is
+    /// kept for [`chain_der`](Self::chain_der). Only the leaf is parsed.
+    ///
+    /// # Errors
+    /// [`CertificateError`] when the chain is empty or the leaf cannot be parsed.
+    pub fn from_chain<I, C>(chain: I) -> Result<Self, CertificateError>
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        let mut chain = chain.into_iter();
+        let leaf = chain.next().ok_or(CertificateError::Empty)?;
+        let mut parsed = Self::parse_leaf(leaf.as_ref())?;
+        parsed.chain = chain.map(|c| c.as_ref().to_vec()).collect();
+        Ok(parsed)
+    }
+
+    fn parse_leaf(der: &[u8]) -> Result<Self, CertificateError> {
+        if der.is_empty() {
+            return Err(CertificateError::Empty);
+        }
+        if der.len() > MAX_CERTIFICATE_LEN {
+            return Err(CertificateError::TooLarge);
+        }
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|_| CertificateError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(CertificateError::Malformed);
+        }
+
+        let mut san_dns = Vec::new();
+        let mut san_uri = Vec::new();
+        let mut san_ip = Vec::new();
+        let mut san_email = Vec::new();
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|_| CertificateError::Malformed)?;
+        for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
+            match name {
+                GeneralName::DNSName(dns) => san_dns.push((*dns).to_owned()),
+                GeneralName::URI(uri) => san_uri.push((*uri).to_owned()),
+                GeneralName::RFC822Name(email) => san_email.push((*email).to_owned()),
+                GeneralName::IPAddress(bytes) => san_ip.push(ip_from_bytes(bytes)?),
+                _ => {}
+            }
+        }
+
+        let thumbprint_bytes: [u8; 32] = Sha256::digest(der).into();
+        let validity = cert.validity();
+        Ok(Self {
+            der: der.to_vec(),
+            chain: Vec::new(),
+            thumbprint: URL_SAFE_NO_PAD.encode(thumbprint_bytes),
+            thumbprint_bytes,
+            subject: super::rfc4514_string(cert.subject()),
+            san_dns,
+            san_uri,
+            san_ip,
+            san_email,
+            not_before: system_time(validity.not_before.timestamp()),
+            not_after: system_time(validity.not_after.timestamp()),
+        })
+    }
+
+    /// The RFC 8705 `x5t#S256` thumbprint: base64url, no padding.
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// The raw SHA-256 of the leaf's DER.
+    pub fn thumbprint_bytes(&self) -> &[u8; 32] {
+        &self.thumbprint_bytes
+    }
+
+    /// The subject as an RFC 4514 string, e.g. `CN=client-a,O=Example`.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// `dNSName` SANs.
+    pub fn san_dns(&self) -> &[String] {
+        &self.san_dns
+    }
+
+    /// `uniformResourceIdentifier` SANs.
+    pub fn san_uri(&self) -> &[String] {
+        &self.san_uri
+    }
+
+    /// `iPAddress` SANs.
+    pub fn san_ip(&self) -> &[IpAddr] {
+        &self.san_ip
+    }
+
+    /// `rfc822Name` (email) SANs.
+    pub fn san_email(&self) -> &[String] {
+        &self.san_email
+    }
+
+    /// Start of the validity period.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// End of the validity period.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// The leaf's DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The certificates that came after the leaf (intermediates), DER, in the order sent.
+    pub fn chain_der(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+}
+
+// Never print the certificate itself: its thumbprint and subject identify it.
+impl fmt::Debug for PeerCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerCertificate")
+            .field("thumbprint", &self.thumbprint)
+            .field("subject", &self.subject)
+            .field("san_dns", &self.san_dns)
+            .field("san_uri", &self.san_uri)
+            .field("san_ip", &self.san_ip)
+            .field("san_email", &self.san_email)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, CertificateError> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        Ok(IpAddr::from(v4))
+    } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
+        Ok(IpAddr::from(v6))
+    } else {
+        Err(CertificateError::Malformed)
+    }
+}
+
+fn system_time(unix_seconds: i64) -> SystemTime {
+    let offset = Duration::from_secs(unix_seconds.unsigned_abs());
+    if unix_seconds >= 0 {
+        SystemTime::UNIX_EPOCH + offset
+    } else {
+        SystemTime::UNIX_EPOCH - offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_garbage_without_panicking() {
+        assert_eq!(
+            PeerCertificate::from_der(b"").err(),
+            Some(CertificateError::Empty)
+        );
+        assert_eq!(
+            PeerCertificate::from_der(b"not a certificate").err(),
+            Some(CertificateError::Malformed)
+        );
+        assert_eq!(
+            PeerCertificate::from_der(&vec![0x30; MAX_CERTIFICATE_LEN + 1]).err(),
+            Some(CertificateError::TooLarge)
+        );
+        let none: [&[u8]; 0] = [];
+        assert_eq!(
+            PeerCertificate::from_chain(none).unwrap_err(),
+            CertificateError::Empty
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! The layer's builder, and the checked policy it produces.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::Response;
+
+use crate::binding::BindingPolicy;
+use crate::cert::{ClientCertificateSource, ConnectionCertificate};
+use crate::error::ErrorResponder;
+use crate::token::{JwtVerifier, KeySet, KeySource, StaticKeys, TokenTypes};
+use crate::{AuthError, MtlsBoundTokenLayer};
+
+/// The default clock-skew leeway for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// The largest leeway the builder accepts.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// The default limit on the `Authorization` header's size.
+pub const DEFAULT_MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
+
+/// A configuration the builder refuses, with what to fix.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No issuer was set.
+    #[error(
+        "no issuer configured: call .issuer(\"https://issuer.example\") with the iss your tokens carry"
+    )]
+    MissingIssuer,
+    /// No audience was set.
+    #[error(
+        "no audience configured: call .audience(\"...\") with this resource server's identifier"
+    )]
+    MissingAudience,
+    /// No keys were given.
+    #[error(
+        "no verification keys configured: call .jwks_file(path), .jwks_json(..), .key_set(..) or .key_source(..)"
+    )]
+    MissingKeys,
+    /// The key set could not be loaded.
+    #[error("verification keys: {0}")]
+    Keys(#[from] crate::token::KeyError),
+    /// An empty string where a value is needed.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// Leeway beyond [`MAX_LEEWAY`].
+    #[error(
+        "leeway of {0:?} is too large: at most {MAX_LEEWAY:?}; clocks that far apart need fixing, not tolerating"
+    )]
+    LeewayTooLarge(Duration),
+    /// A size limit of zero.
+    #[error("max_authorization_len must be at least 1 byte")]
+    ZeroAuthorizationLimit,
+}
+
+enum Keys {
+    None,
+    File(PathBuf),
+    Json(Vec<u8>),
+    Source(Arc<dyn KeySource>),
+}
+
+/// Builds an [`MtlsBoundTokenLayer`]. Starts strict: tokens must be bound, `typ` must be
+/// `at+jwt`, leeway is 30 s. Each weakening is a method that says so.
+///
+/// ```
+/// # fn jwks() -> &'static str { r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"# }
+/// use mtls_bound_token::MtlsBoundTokenLayer;
+///
+/// let layer = MtlsBoundTokenLayer::builder()
+///     .issuer("https://as.example")
+///     .audience("https://api.example")
+///     .jwks_json(jwks())
+///     .build()?;
+/// # Ok::<(), mtls_bound_token::ConfigError>(())
+/// ```
+pub struct MtlsBoundTokenLayerBuilder {
+    issuer: Option<String>,
+    audience: Option<String>,
+    keys: Keys,
+    leeway: Duration,
+    binding: BindingPolicy,
+    extra_token_types: Vec<String>,
+    any_token_type: bool,
+    max_authorization_len: usize,
+    certificate_source: Arc<dyn ClientCertificateSource>,
+    responder: Option<ErrorResponder>,
+}
+
+impl Default for MtlsBoundTokenLayerBuilder {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            keys: Keys::None,
+            leeway: DEFAULT_LEEWAY,
+            binding: BindingPolicy::Required,
+            extra_token_types: Vec::new(),
+            any_token_type: false,
+            max_authorization_len: DEFAULT_MAX_AUTHORIZATION_LEN,
+            certificate_source: Arc::new(ConnectionCertificate),
+            responder: None,
+        }
+    }
+}
+
+impl MtlsBoundTokenLayerBuilder {
+    /// The `iss` every token must carry, compared exactly. Required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// This resource server's identifier: `aud` must equal it or, as an array, contain
+    /// it. Required.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Verification keys from a JWKS file, read when [`build`](Self::build) runs.
+    pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.keys = Keys::File(path.into());
+        self
+    }
+
+    /// Verification keys from a JWKS document.
+    pub fn jwks_json(mut self, json: impl AsRef<[u8]>) -> Self {
+        self.keys = Keys::Json(json.as_ref().to_vec());
+        self
+    }
+
+    /// Verification keys from a parsed [`KeySet`].
+    pub fn key_set(self, keys: KeySet) -> Self {
+        self.key_source(StaticKeys::new(keys))
+    }
+
+    /// Verification keys from any [`KeySource`].
+    pub fn key_source(mut self, source: impl KeySource) -> Self {
+        self.keys = Keys::Source(Arc::new(source));
+        self
+    }
+
+    /// Clock-skew leeway for `exp` and `nbf`; default 30 s, at most 5 minutes.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// **Weakens**: accepts tokens with no `cnf` at all as plain bearer tokens
+    /// ([`ClientIdentity::is_bound`](crate::ClientIdentity::is_bound) is `false`). Such
+    /// a token is as good as stolen once it leaks. Tokens that carry a `cnf` must still
+    /// match the certificate.
+    pub fn allow_unbound_tokens(mut self) -> Self {
+        self.binding = BindingPolicy::Optional;
+        self
+    }
+
+    /// Sets the binding policy directly.
+    pub fn binding(mut self, policy: BindingPolicy) -> Self {
+        self.binding = policy;
+        self
+    }
+
+    /// **Weakens**: accepts this JOSE `typ` besides RFC 9068's `at+jwt` (e.g. `"JWT"`,
+    /// which many servers put on access tokens). Without the explicit type, an ID token
+    /// signed by the same issuer can be confused with an access token.
+    pub fn accept_token_type(mut self, typ: impl Into<String>) -> Self {
+        let typ = typ.into().to_ascii_lowercase();
+        let typ = typ.strip_prefix("application/").unwrap_or(&typ).to_owned();
+        self.extra_token_types.push(typ);
+        self
+    }
+
+    /// **Weakens**: accepts any `typ`, or none.
+    pub fn accept_any_token_type(mut self) -> Self {
+        self.any_token_type = true;
+        self
+    }
+
+    /// Largest `Authorization` header accepted; default 16 KiB. Larger → 400.
+    pub fn max_authorization_len(mut self, bytes: usize) -> Self {
+        self.max_authorization_len = bytes;
+        self
+    }
+
+    /// Where each request's client certificate comes from; default
+    /// [`ConnectionCertificate`] (the TLS handshake of the connection).
+    pub fn certificate_source(mut self, source: impl ClientCertificateSource) -> Self {
+        self.certificate_source = Arc::new(source);
+        self
+    }
+
+    /// Makes the body of every refusal. Status, `WWW-Authenticate` and
+    /// `Cache-Control: no-store` are set by the crate after `f` runs.
+    ///
+    /// ```
+    /// use axum::{Json, response::IntoResponse};
+    /// use mtls_bound_token::MtlsBoundTokenLayer;
+    ///
+    /// let builder = MtlsBoundTokenLayer::builder().error_response(|err| {
+    ///     Json(serde_json::json!({
+    ///         "type": "about:blank",
+    ///         "title": err.error_code().unwrap_or("unauthorized"),
+    ///         "detail": err.description(),
+    ///     }))
+    ///     .into_response()
+    /// });
+    /// ```
+    pub fn error_response<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&AuthError) -> Response + Send + Sync + 'static,
+    {
+        self.responder = Some(ErrorResponder(Arc::new(f)));
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    /// [`ConfigError`] saying what is missing or wrong: no issuer, audience or keys, an
+    /// unreadable or unusable JWKS, a leeway over 5 minutes.
+    pub fn build(self) -> Result<MtlsBoundTokenLayer, ConfigError> {
+        crate::crypto::install_jwt_provider();
+        let issuer = self.issuer.ok_or(ConfigError::MissingIssuer)?;
+        if issuer.is_empty() {
+            return Err(ConfigError::Empty("issuer"));
+        }
+        let audience = self.audience.ok_or(ConfigError::MissingAudience)?;
+        if audience.is_empty() {
+            return Err(ConfigError::Empty("audience"));
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(ConfigError::LeewayTooLarge(self.leeway));
+        }
+        if self.max_authorization_len == 0 {
+            return Err(ConfigError::ZeroAuthorizationLimit);
+        }
+        let keys: Arc<dyn KeySource> = match self.keys {
+            Keys::None => return Err(ConfigError::MissingKeys),
+            Keys::File(path) => Arc::new(StaticKeys::new(KeySet::from_jwks_file(path)?)),
+            Keys::Json(json) => Arc::new(StaticKeys::new(KeySet::from_jwks_json(&json)?)),
+            Keys::Source(source) => source,
+        };
+        let token_types = if self.any_token_type {
+            TokenTypes::Any
+        } else {
+            TokenTypes::AccessTokenJwtAnd(self.extra_token_types)
+        };
+        Ok(MtlsBoundTokenLayer::from_policy(Policy {
+            verifier: JwtVerifier::new(keys, &issuer, &audience, self.leeway, token_types),
+            binding: self.binding,
+            max_authorization_len: self.max_authorization_len,
+            certificate_source: self.certificate_source,
+            responder: self.responder,
+        }))
+    }
+}
+
+/// A checked configuration, shared by every clone of the layer and its services.
+pub(crate) struct Policy {
+    pub(crate) verifier: JwtVerifier,
+    pub(crate) binding: BindingPolicy,
+    pub(crate) max_authorization_len: usize,
+    pub(crate) certificate_source: Arc<dyn ClientCertificateSource>,
+    pub(crate) responder: Option<ErrorResponder>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn error(builder: MtlsBoundTokenLayerBuilder) -> String {
+        builder
+            .build()
+            .err()
+            .expect("configuration must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn refuses_incomplete_configuration_with_the_fix() {
+        let full = || {
+            MtlsBoundTokenLayer::builder()
+                .issuer("i")
+                .audience("a")
+                .jwks_json(JWKS)
+        };
+        assert!(full().build().is_ok());
+        assert!(
+            error(MtlsBoundTokenLayer::builder().audience("a").jwks_json(JWKS))
+                .contains(".issuer(")
+        );
+        assert!(
+            error(MtlsBoundTokenLayer::builder().issuer("i").jwks_json(JWKS))
+                .contains(".audience(")
+        );
+        assert!(
+            error(MtlsBoundTokenLayer::builder().issuer("i").audience("a")).contains(".jwks_file(")
+        );
+        assert!(error(full().issuer("")).contains("issuer must not be empty"));
+        assert!(error(full().leeway(Duration::from_secs(3600))).contains("too large"));
+        assert!(
+            error(full().jwks_file("/nonexistent/jwks.json"))
+                .contains("cannot read JWKS file /nonexistent/jwks.json")
+        );
+        assert!(error(full().jwks_json("{}")).contains("no \"keys\" array"));
+    }
+}

@@ -1,0 +1,50 @@
+//! What is known about a connection, produced once per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use tokio::net::TcpListener;
+
+use crate::cert::PeerCertificate;
+
+/// Facts about one connection: the TCP peer and, when TLS was terminated here, the
+/// certificate the client presented, parsed once at the end of the handshake.
+///
+/// Served with `into_make_service_with_connect_info::<ConnectionInfo>()`, every request
+/// carries it as `ConnectInfo<ConnectionInfo>`; handlers can extract it too.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    remote_addr: SocketAddr,
+    client_certificate: Option<Arc<PeerCertificate>>,
+}
+
+impl ConnectionInfo {
+    /// For a TLS server other than [`TlsListener`](crate::tls::TlsListener): insert
+    /// `ConnectInfo(ConnectionInfo::new(peer, certificate))` into each request's
+    /// extensions. The certificate must be one the handshake authenticated.
+    pub fn new(remote_addr: SocketAddr, client_certificate: Option<Arc<PeerCertificate>>) -> Self {
+        Self {
+            remote_addr,
+            client_certificate,
+        }
+    }
+
+    /// The TCP peer.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
+    }
+
+    /// The certificate the client presented in the TLS handshake.
+    pub fn client_certificate(&self) -> Option<&Arc<PeerCertificate>> {
+        self.client_certificate.as_ref()
+    }
+}
+
+/// Plain TCP: the peer address, no certificate.
+impl Connected<IncomingStream<'_, TcpListener>> for ConnectionInfo {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Self::new(*stream.remote_addr(), None)
+    }
+}

@@ -1,0 +1,172 @@
+//! [`MtlsBoundTokenLayer`] and its service: certificate, bearer token, verification,
+//! binding, identity — in that order, and nothing else.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::response::Response;
+use http::{Extensions, HeaderMap, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::{Instrument, field};
+
+use crate::binding::check_binding;
+use crate::config::{MtlsBoundTokenLayerBuilder, Policy};
+use crate::token::bearer_token;
+use crate::{AuthError, ClientIdentity};
+
+/// Lets through only requests whose access token is valid and bound to the client
+/// certificate of the request (RFC 8705 §3), and gives handlers a [`ClientIdentity`].
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer};
+/// use mtls_bound_token::tls::{TlsListener, TlsServerConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let auth = MtlsBoundTokenLayer::builder()
+///     .issuer("https://as.example")
+///     .audience("https://api.example")
+///     .jwks_file("jwks.json")
+///     .build()?;
+/// let app = Router::new()
+///     .route("/whoami", get(|id: ClientIdentity| async move { format!("{id:?}") }))
+///     .layer(auth);
+///
+/// let tls = TlsServerConfig::builder()
+///     .certificate_chain_pem_file("server.crt")
+///     .private_key_pem_file("server.key")
+///     .client_ca_pem_file("ca.crt")
+///     .build()?;
+/// let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
+/// axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MtlsBoundTokenLayer {
+    policy: Arc<Policy>,
+}
+
+impl MtlsBoundTokenLayer {
+    /// Starts a configuration with strict defaults.
+    pub fn builder() -> MtlsBoundTokenLayerBuilder {
+        MtlsBoundTokenLayerBuilder::default()
+    }
+
+    pub(crate) fn from_policy(policy: Policy) -> Self {
+        Self {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<S> Layer<S> for MtlsBoundTokenLayer {
+    type Service = MtlsBoundToken<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MtlsBoundToken {
+            inner,
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+/// The service [`MtlsBoundTokenLayer`] wraps around an inner service.
+#[derive(Clone)]
+pub struct MtlsBoundToken<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S, B> Service<Request<B>> for MtlsBoundToken<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The service that was polled ready goes into the future; a fresh clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = Arc::clone(&self.policy);
+        let span = tracing::info_span!(
+            "mtls_bound_token",
+            outcome = field::Empty,
+            client.thumbprint = field::Empty,
+            client.subject = field::Empty,
+            client_id = field::Empty,
+        );
+        let future = async move {
+            // Whatever the client or an outer layer put there is not ours to trust.
+            request.extensions_mut().remove::<ClientIdentity>();
+            match authorize(&policy, request.headers(), request.extensions()).await {
+                Ok(identity) => {
+                    let span = tracing::Span::current();
+                    span.record("outcome", "accepted");
+                    if let Some(thumbprint) = identity.thumbprint() {
+                        span.record("client.thumbprint", thumbprint);
+                    }
+                    if let Some(subject) = identity.subject() {
+                        span.record("client.subject", subject);
+                    }
+                    if let Some(client_id) = identity.client_id() {
+                        span.record("client_id", client_id);
+                    }
+                    tracing::debug!(bound = identity.is_bound(), "request authorized");
+                    let extensions = request.extensions_mut();
+                    extensions.insert(identity);
+                    if let Some(responder) = &policy.responder {
+                        extensions.insert(responder.clone());
+                    }
+                    inner.call(request).await
+                }
+                Err(error) => {
+                    tracing::Span::current().record("outcome", "refused");
+                    tracing::debug!(%error, "request refused");
+                    Ok(error.to_response_with(policy.responder.as_ref()))
+                }
+            }
+        };
+        ResponseFuture {
+            inner: Box::pin(future.instrument(span)),
+        }
+    }
+}
+
+/// The five steps for one request.
+async fn authorize(
+    policy: &Policy,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<ClientIdentity, AuthError> {
+    let certificate = policy
+        .certificate_source
+        .client_certificate(headers, extensions)?;
+    let token = bearer_token(headers, policy.max_authorization_len)?;
+    let claims = policy.verifier.verify(token).await?;
+    let bound = check_binding(policy.binding, &claims, certificate.as_deref())?;
+    Ok(ClientIdentity::new(certificate, claims, bound))
+}
+
+/// The future of [`MtlsBoundToken`]: authorization, then the inner service.
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}

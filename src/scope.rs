@@ -1,0 +1,143 @@
+//! Scope gating behind [`MtlsBoundTokenLayer`](crate::MtlsBoundTokenLayer): a layer for
+//! routes ([`RequireScopeLayer`]) and an extractor for handlers ([`WithScope`]).
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use mtls_bound_token::{RequireScopeLayer, RequiredScope, WithScope};
+//!
+//! struct Admin;
+//! impl RequiredScope for Admin {
+//!     const SCOPE: &'static str = "admin";
+//! }
+//!
+//! async fn admin(caller: WithScope<Admin>) -> String {
+//!     format!("hello {:?}", caller.client_id())
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/admin", get(admin))
+//!     .route("/reports", get(|| async { "..." }).route_layer(RequireScopeLayer::new("reports")));
+//! ```
+//!
+//! Both answer 403 `insufficient_scope` with `scope="..."` when the token lacks the
+//! scope, and 401 when the request did not pass the authentication layer at all.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::{Either, Ready, ready};
+use http::Request;
+use http::request::Parts;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::AuthRejection;
+use crate::{AuthError, ClientIdentity};
+
+/// Refuses requests whose token lacks one scope.
+#[derive(Debug, Clone)]
+pub struct RequireScopeLayer {
+    scope: Arc<str>,
+}
+
+impl RequireScopeLayer {
+    /// Requires `scope`, matched exactly against the token's scopes.
+    pub fn new(scope: impl Into<Arc<str>>) -> Self {
+        Self {
+            scope: scope.into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequireScopeLayer {
+    type Service = RequireScope<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScope {
+            inner,
+            scope: Arc::clone(&self.scope),
+        }
+    }
+}
+
+/// The service of [`RequireScopeLayer`].
+#[derive(Debug, Clone)]
+pub struct RequireScope<S> {
+    inner: S,
+    scope: Arc<str>,
+}
+
+impl<S, B> Service<Request<B>> for RequireScope<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match check(request.extensions(), &self.scope) {
+            Ok(_) => Either::Left(self.inner.call(request)),
+            Err(rejection) => Either::Right(ready(Ok(rejection.into_response()))),
+        }
+    }
+}
+
+fn check(extensions: &http::Extensions, scope: &str) -> Result<ClientIdentity, AuthRejection> {
+    let error = match extensions.get::<ClientIdentity>() {
+        Some(identity) => match identity.require_scope(scope) {
+            Ok(()) => return Ok(identity.clone()),
+            Err(error) => error,
+        },
+        None => AuthError::MissingCredentials,
+    };
+    Err(AuthRejection::new(error, extensions))
+}
+
+/// Names a scope for [`WithScope`].
+pub trait RequiredScope: Send + Sync + 'static {
+    /// The scope, matched exactly.
+    const SCOPE: &'static str;
+}
+
+/// Extracts the [`ClientIdentity`] of a request whose token grants `S::SCOPE`; refuses
+/// with 403 `insufficient_scope` otherwise. Derefs to the identity.
+pub struct WithScope<S> {
+    identity: ClientIdentity,
+    _scope: PhantomData<fn() -> S>,
+}
+
+impl<S> WithScope<S> {
+    /// The identity.
+    pub fn into_inner(self) -> ClientIdentity {
+        self.identity
+    }
+}
+
+impl<S> Deref for WithScope<S> {
+    type Target = ClientIdentity;
+
+    fn deref(&self) -> &ClientIdentity {
+        &self.identity
+    }
+}
+
+impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for WithScope<S> {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
+        let identity = check(&parts.extensions, S::SCOPE)?;
+        Ok(Self {
+            identity,
+            _scope: PhantomData,
+        })
+    }
+}

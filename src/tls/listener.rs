@@ -1,0 +1,204 @@
+//! [`TlsListener`]: TCP accept, concurrent bounded handshakes, finished connections
+//! handed to `axum::serve`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::TlsServerConfig;
+use crate::ConnectionInfo;
+use crate::cert::PeerCertificate;
+
+/// Finished handshakes waiting for `axum::serve` to take them.
+const READY_QUEUE: usize = 64;
+
+/// An [`axum::serve::Listener`] that yields connections whose TLS handshake is done.
+///
+/// A background task accepts TCP connections and spawns one handshake task each, so a
+/// client that never sends its ClientHello delays nobody else; each handshake has a
+/// timeout and the number in flight is bounded. The client certificate is parsed once,
+/// when the handshake ends. Dropping the listener stops accepting.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsConnection, SocketAddr)>,
+    local_addr: SocketAddr,
+    accept_task: AbortHandle,
+}
+
+impl TlsListener {
+    /// Binds a TCP listener at `addr` and serves TLS on it.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(addr: impl ToSocketAddrs, config: TlsServerConfig) -> io::Result<Self> {
+        Self::from_tcp(TcpListener::bind(addr).await?, config)
+    }
+
+    /// Serves TLS on an already bound TCP listener. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// When the listener's local address cannot be read.
+    pub fn from_tcp(listener: TcpListener, config: TlsServerConfig) -> io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let (sender, ready) = mpsc::channel(READY_QUEUE);
+        let accept_task = tokio::spawn(accept_loop(listener, config, sender)).abort_handle();
+        Ok(Self {
+            ready,
+            local_addr,
+            accept_task,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: TlsServerConfig,
+    ready: mpsc::Sender<(TlsConnection, SocketAddr)>,
+) {
+    let acceptor = TlsAcceptor::from(Arc::clone(&config.rustls));
+    let slots = Arc::new(Semaphore::new(config.max_handshakes));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (tcp, remote_addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let ready = ready.clone();
+        let timeout = config.handshake_timeout;
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+            drop(slot);
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%remote_addr, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote_addr, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let certificate = match stream.get_ref().1.peer_certificates() {
+                Some(chain) if !chain.is_empty() => match PeerCertificate::from_chain(chain) {
+                    Ok(certificate) => Some(Arc::new(certificate)),
+                    Err(error) => {
+                        tracing::debug!(%remote_addr, %error, "client certificate unusable; closing");
+                        return;
+                    }
+                },
+                _ => None,
+            };
+            let info = ConnectionInfo::new(remote_addr, certificate);
+            let _ = ready
+                .send((TlsConnection { stream, info }, remote_addr))
+                .await;
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsConnection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accept task only ends when the listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+/// A TLS connection whose handshake is complete, with its [`ConnectionInfo`].
+pub struct TlsConnection {
+    stream: TlsStream<TcpStream>,
+    info: ConnectionInfo,
+}
+
+impl TlsConnection {
+    /// What is known about the connection: peer address and client certificate.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// The negotiated ALPN protocol, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.stream.get_ref().1.alpn_protocol()
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for ConnectionInfo {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        stream.io().info.clone()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}

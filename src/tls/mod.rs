@@ -1,0 +1,58 @@
+//! Terminating mTLS in-process with rustls, so that every request carries the client
+//! certificate of its connection.
+//!
+//! [`TlsServerConfig`] is checked at start-up; [`TlsListener`] is an
+//! [`axum::serve::Listener`] that runs handshakes concurrently, off the accept loop, each
+//! with a timeout, and parses the client certificate once per connection. Serve with
+//! `into_make_service_with_connect_info::<ConnectionInfo>()` and every request carries
+//! `ConnectInfo<ConnectionInfo>`, which the layer reads.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use mtls_bound_token::ConnectionInfo;
+//! use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let tls = TlsServerConfig::builder()
+//!     .certificate_chain_pem_file("server.crt")
+//!     .private_key_pem_file("server.key")
+//!     .client_ca_pem_file("clients-ca.crt")
+//!     .build()?;
+//! let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
+//! let app = Router::new().route("/", get(|| async { "hello" }));
+//! axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>())
+//!     .with_graceful_shutdown(shutdown_signal())
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod listener;
+mod verifier;
+
+pub use config::{TlsConfigError, TlsServerConfig, TlsServerConfigBuilder};
+pub use listener::{TlsConnection, TlsListener};
+
+/// Resolves on ctrl-c or SIGTERM: pass it to `with_graceful_shutdown`.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,208 @@
+//! What a verified access token says: RFC 9068 claims, scopes and the `cnf` binding.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::AuthError;
+
+/// The claims of a verified access token.
+#[derive(Clone)]
+pub struct TokenClaims {
+    issuer: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+    scopes: Vec<String>,
+    pub(crate) confirmation: Confirmation,
+    all: Map<String, Value>,
+}
+
+/// The token's `cnf` member (RFC 8705 §3.1), as far as this crate can use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Confirmation {
+    /// No `cnf` at all: a plain bearer token.
+    Absent,
+    /// `cnf.x5t#S256`, decoded: the SHA-256 of the certificate the token is bound to.
+    X5tS256([u8; 32]),
+    /// A `cnf` of any other shape. Never accepted: a token that says it is bound, in a
+    /// way this resource server cannot check, must not pass as unbound.
+    Unusable(&'static str),
+}
+
+impl TokenClaims {
+    pub(crate) fn from_claims(all: Map<String, Value>) -> Result<Self, AuthError> {
+        let string = |name: &'static str| -> Result<Option<String>, AuthError> {
+            match all.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(AuthError::invalid_token(format!(
+                    "the {name} claim is not a string"
+                ))),
+            }
+        };
+        let issuer =
+            string("iss")?.ok_or_else(|| AuthError::invalid_token("the token has no iss claim"))?;
+        let subject = string("sub")?;
+        let client_id = string("client_id")?;
+
+        let mut scopes: Vec<String> = Vec::new();
+        let mut add = |scope: &str| {
+            if !scope.is_empty() && !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        };
+        if let Some(scope) = string("scope")? {
+            scope.split(' ').for_each(&mut add);
+        }
+        match all.get("scp") {
+            None => {}
+            Some(Value::String(s)) => s.split(' ').for_each(&mut add),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let scope = item.as_str().ok_or_else(|| {
+                        AuthError::invalid_token("the scp claim holds a non-string")
+                    })?;
+                    add(scope);
+                }
+            }
+            Some(_) => {
+                return Err(AuthError::invalid_token(
+                    "the scp claim is neither a string nor an array",
+                ));
+            }
+        }
+
+        Ok(Self {
+            confirmation: Confirmation::of(all.get("cnf")),
+            issuer,
+            subject,
+            client_id,
+            scopes,
+            all,
+        })
+    }
+
+    /// `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `sub`.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// `client_id` (RFC 9068 §2.2).
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The scopes granted: `scope` split on spaces, plus `scp` when present.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// Whether `scope` was granted. Exact match: `administrator` does not grant `admin`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// One claim by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.all.get(name)
+    }
+
+    /// All claims.
+    pub fn all(&self) -> &Map<String, Value> {
+        &self.all
+    }
+}
+
+impl fmt::Debug for TokenClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenClaims")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Confirmation {
+    fn of(cnf: Option<&Value>) -> Self {
+        let Some(cnf) = cnf else {
+            return Self::Absent;
+        };
+        let Some(object) = cnf.as_object() else {
+            return Self::Unusable("the cnf claim is not a JSON object");
+        };
+        let Some(thumbprint) = object.get("x5t#S256") else {
+            return Self::Unusable("the cnf claim has no x5t#S256 certificate thumbprint");
+        };
+        let Some(thumbprint) = thumbprint.as_str() else {
+            return Self::Unusable("cnf x5t#S256 is not a string");
+        };
+        match URL_SAFE_NO_PAD
+            .decode(thumbprint)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        {
+            Some(hash) => Self::X5tS256(hash),
+            None => Self::Unusable("cnf x5t#S256 is not a base64url SHA-256 thumbprint"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Result<TokenClaims, AuthError> {
+        TokenClaims::from_claims(value.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn scopes_come_from_scope_and_scp_without_duplicates() {
+        let c =
+            claims(json!({"iss": "i", "scope": "read  admin", "scp": ["admin", "write"]})).unwrap();
+        assert_eq!(c.scopes(), ["read", "admin", "write"]);
+        assert!(c.has_scope("admin"));
+        assert!(!c.has_scope("adm"));
+        assert!(claims(json!({"iss": "i", "scope": ["read"]})).is_err());
+        assert!(claims(json!({"iss": "i", "scp": [1]})).is_err());
+    }
+
+    #[test]
+    fn cnf_shapes() {
+        let hash = [9u8; 32];
+        let good = URL_SAFE_NO_PAD.encode(hash);
+        let of = |v: Value| Confirmation::of(Some(&v));
+        assert_eq!(Confirmation::of(None), Confirmation::Absent);
+        assert_eq!(of(json!({"x5t#S256": good})), Confirmation::X5tS256(hash));
+        for bad in [
+            json!("x"),
+            json!(1),
+            json!(null),
+            json!([]),
+            json!({}),
+            json!({"jkt": good}),
+            json!({"x5t#S256": 5}),
+            json!({"x5t#S256": hex(&hash)}),
+            json!({"x5t#S256": format!("{good}=")}),
+            json!({"x5t#S256": URL_SAFE_NO_PAD.encode([9u8; 20])}),
+        ] {
+            assert!(
+                matches!(of(bad.clone()), Confirmation::Unusable(_)),
+                "{bad}"
+            );
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

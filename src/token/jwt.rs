@@ -1,0 +1,153 @@
+//! JWT access token verification: signature with a key-pinned algorithm, then
+//! `typ`, `iss`, `aud`, `exp` and `nbf`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::{KeySource, TokenClaims};
+use crate::AuthError;
+
+/// The asymmetric algorithms this crate verifies. HS* and `none` are never among them.
+const SIGNATURE_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Which JOSE `typ` header values are accepted.
+#[derive(Debug, Clone)]
+pub(crate) enum TokenTypes {
+    /// RFC 9068 `at+jwt` (and `application/at+jwt`) plus these, lower-cased.
+    AccessTokenJwtAnd(Vec<String>),
+    /// Any `typ`, or none.
+    Any,
+}
+
+impl TokenTypes {
+    fn accepts(&self, typ: Option<&str>) -> bool {
+        let Self::AccessTokenJwtAnd(extra) = self else {
+            return true;
+        };
+        let Some(typ) = typ else {
+            return false;
+        };
+        let typ = typ.to_ascii_lowercase();
+        let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+        typ == "at+jwt" || extra.iter().any(|t| t == typ)
+    }
+}
+
+/// Verifies JWT access tokens against a key source.
+pub(crate) struct JwtVerifier {
+    keys: Arc<dyn KeySource>,
+    validation: Validation,
+    token_types: TokenTypes,
+}
+
+impl JwtVerifier {
+    pub(crate) fn new(
+        keys: Arc<dyn KeySource>,
+        issuer: &str,
+        audience: &str,
+        leeway: Duration,
+        token_types: TokenTypes,
+    ) -> Self {
+        let mut validation = Validation::new(Algorithm::ES256);
+        // The header's algorithm is checked against its key before decoding; this list
+        // only keeps jsonwebtoken from ever taking an HMAC or `none` path.
+        validation.algorithms = SIGNATURE_ALGORITHMS.to_vec();
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = leeway.as_secs();
+        Self {
+            keys,
+            validation,
+            token_types,
+        }
+    }
+
+    pub(crate) async fn verify(&self, token: &str) -> Result<TokenClaims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            AuthError::invalid_token("the access token is not a well-formed signed JWT")
+        })?;
+        if !self.token_types.accepts(header.typ.as_deref()) {
+            return Err(AuthError::invalid_token(
+                "the token's typ is not at+jwt (RFC 9068)",
+            ));
+        }
+        if header.crit.is_some() {
+            return Err(AuthError::invalid_token(
+                "the token has critical header parameters this server does not understand",
+            ));
+        }
+        let keys = self
+            .keys
+            .key_set(header.kid.as_deref())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "verification keys unavailable");
+                AuthError::invalid_token("the token cannot be verified now")
+            })?;
+        let key = keys.select(header.kid.as_deref())?;
+        if !key.algorithms.contains(&header.alg) {
+            return Err(AuthError::invalid_token(
+                "the token's alg is not one its key allows",
+            ));
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation)
+            .map_err(|e| AuthError::invalid_token(describe(e.kind())))?;
+        TokenClaims::from_claims(data.claims)
+    }
+}
+
+fn describe(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidSignature => "the token's signature does not verify",
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+        ErrorKind::InvalidIssuer => "the token's issuer is not the expected one",
+        ErrorKind::InvalidAudience => "the token is not for this audience",
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "exp" => "the token has no exp claim",
+            "iss" => "the token has no iss claim",
+            "aud" => "the token has no aud claim",
+            _ => "the token lacks a required claim",
+        },
+        ErrorKind::InvalidAlgorithm => "the token's alg is not accepted",
+        ErrorKind::InvalidClaimFormat(_) => "a claim of the token has the wrong type",
+        ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat => "the token cannot be verified with its key",
+        _ => "the access token is malformed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_policy() {
+        let strict = TokenTypes::AccessTokenJwtAnd(Vec::new());
+        assert!(strict.accepts(Some("at+jwt")));
+        assert!(strict.accepts(Some("application/AT+JWT")));
+        assert!(!strict.accepts(Some("JWT")));
+        assert!(!strict.accepts(None));
+        let jwt_too = TokenTypes::AccessTokenJwtAnd(vec!["jwt".into()]);
+        assert!(jwt_too.accepts(Some("JWT")));
+        assert!(TokenTypes::Any.accepts(None));
+    }
+}

@@ -1,0 +1,330 @@
+//! Verification keys: a JWKS parsed into keys whose algorithms are pinned, and the
+//! [`KeySource`] the layer asks for them.
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use crate::AuthError;
+
+/// A JWKS larger than this is refused: real ones are a few KiB.
+const MAX_JWKS_LEN: usize = 1024 * 1024;
+/// RSA keys shorter than this are refused (NIST SP 800-131A).
+const MIN_RSA_MODULUS_BYTES: usize = 2048 / 8;
+
+/// Why a JWKS could not be used. Messages name the key (by index and `kid`) and the fix.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(String);
+
+impl KeyError {
+    fn at(index: usize, kid: Option<&str>, problem: impl fmt::Display) -> Self {
+        match kid {
+            Some(kid) => Self(format!("JWKS key #{index} (kid \"{kid}\"): {problem}")),
+            None => Self(format!("JWKS key #{index}: {problem}")),
+        }
+    }
+}
+
+/// One verification key and the algorithms it may verify.
+#[derive(Clone)]
+pub(crate) struct VerificationKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) key: DecodingKey,
+}
+
+/// A set of public keys for verifying access tokens, each pinned to the algorithms its
+/// type allows (the JWK's `alg` when present, else everything its `kty`/`crv` can do).
+///
+/// Only asymmetric signature keys are accepted: RSA (RS256/384/512, PS256/384/512, at
+/// least 2048 bits), EC P-256 (ES256) and P-384 (ES384), and OKP Ed25519 (EdDSA).
+/// Keys marked `"use": "enc"` are skipped; a symmetric (`oct`) key is an error, because
+/// an HMAC key in a resource server's key set lets anyone who knows it mint tokens.
+#[derive(Clone)]
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|k| (&k.kid, &k.algorithms)))
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// Parses a JWKS document (`{"keys": [...]}`).
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the key and what is wrong with it, or saying that no usable
+    /// signature key is left.
+    pub fn from_jwks_json(json: &[u8]) -> Result<Self, KeyError> {
+        if json.len() > MAX_JWKS_LEN {
+            return Err(KeyError(format!(
+                "the JWKS is larger than {MAX_JWKS_LEN} bytes"
+            )));
+        }
+        let doc: Value = serde_json::from_slice(json)
+            .map_err(|e| KeyError(format!("the JWKS is not valid JSON: {e}")))?;
+        let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+            return Err(KeyError(
+                "the JWKS has no \"keys\" array (expected {\"keys\": [...]})".into(),
+            ));
+        };
+        let mut keys: Vec<VerificationKey> = Vec::new();
+        for (index, jwk) in entries.iter().enumerate() {
+            let Some(key) = parse_jwk(index, jwk)? else {
+                continue;
+            };
+            if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
+                return Err(KeyError::at(index, key.kid.as_deref(), "duplicate kid"));
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err(KeyError(
+                "the JWKS holds no usable signature key (RSA, EC P-256/P-384 or Ed25519)".into(),
+            ));
+        }
+        Ok(Self { keys })
+    }
+
+    /// Reads and parses a JWKS file.
+    ///
+    /// # Errors
+    /// [`KeyError`] when the file cannot be read or its content is not a usable JWKS.
+    pub fn from_jwks_file(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path)
+            .map_err(|e| KeyError(format!("cannot read JWKS file {}: {e}", path.display())))?;
+        Self::from_jwks_json(&bytes)
+            .map_err(|e| KeyError(format!("JWKS file {}: {e}", path.display())))
+    }
+
+    /// How many keys the set holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no key (never true for a parsed set).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key for a token: by `kid`, or the only key when the token names none.
+    pub(crate) fn select(&self, kid: Option<&str>) -> Result<&VerificationKey, AuthError> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .ok_or_else(|| AuthError::invalid_token("the token's kid names no known key")),
+            None if self.keys.len() == 1 => Ok(&self.keys[0]),
+            None => Err(AuthError::invalid_token(
+                "the token has no kid, and the key set holds more than one key",
+            )),
+        }
+    }
+}
+
+fn parse_jwk(index: usize, jwk: &Value) -> Result<Option<VerificationKey>, KeyError> {
+    let field = |name: &str| jwk.get(name).and_then(Value::as_str);
+    let kid = field("kid").map(str::to_owned);
+    let err = |problem: String| KeyError::at(index, kid.as_deref(), problem);
+    if !jwk.is_object() {
+        return Err(err("not a JSON object".into()));
+    }
+    if field("use") == Some("enc") {
+        return Ok(None);
+    }
+    let kty = field("kty").ok_or_else(|| err("has no \"kty\"".into()))?;
+    let b64 = |name: &str| -> Result<Vec<u8>, KeyError> {
+        let text = field(name).ok_or_else(|| err(format!("has no \"{name}\"")))?;
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| err(format!("\"{name}\" is not base64url without padding")))
+    };
+
+    let (key, family): (DecodingKey, &[Algorithm]) = match (kty, field("crv")) {
+        ("RSA", _) => {
+            let n = b64("n")?;
+            let e = b64("e")?;
+            let significant = n.iter().skip_while(|b| **b == 0).count();
+            if significant < MIN_RSA_MODULUS_BYTES {
+                return Err(err("RSA key is shorter than 2048 bits".into()));
+            }
+            (
+                DecodingKey::from_rsa_raw_components(&n, &e),
+                &[
+                    Algorithm::RS256,
+                    Algorithm::RS384,
+                    Algorithm::RS512,
+                    Algorithm::PS256,
+                    Algorithm::PS384,
+                    Algorithm::PS512,
+                ],
+            )
+        }
+        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+            let (len, alg) = if crv == "P-256" {
+                (32, Algorithm::ES256)
+            } else {
+                (48, Algorithm::ES384)
+            };
+            let (x, y) = (b64("x")?, b64("y")?);
+            if x.len() != len || y.len() != len {
+                return Err(err(format!("coordinates have the wrong length for {crv}")));
+            }
+            let mut point = Vec::with_capacity(1 + 2 * len);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            let family: &[Algorithm] = if alg == Algorithm::ES256 {
+                &[Algorithm::ES256]
+            } else {
+                &[Algorithm::ES384]
+            };
+            (DecodingKey::from_ec_der(&point), family)
+        }
+        ("OKP", Some("Ed25519")) => {
+            let x = b64("x")?;
+            if x.len() != 32 {
+                return Err(err("Ed25519 \"x\" must be 32 bytes".into()));
+            }
+            (DecodingKey::from_ed_der(&x), &[Algorithm::EdDSA])
+        }
+        ("oct", _) => {
+            return Err(err(
+                "is a symmetric (oct) key; only asymmetric signature keys are accepted".into(),
+            ));
+        }
+        (kty, crv) => {
+            return Err(err(format!(
+                "unsupported key type {kty}{} (use RSA, EC P-256/P-384 or OKP Ed25519)",
+                crv.map(|c| format!("/{c}")).unwrap_or_default()
+            )));
+        }
+    };
+
+    let algorithms = match field("alg") {
+        None => family.to_vec(),
+        Some(alg) => {
+            let pinned = family
+                .iter()
+                .copied()
+                .find(|a| format!("{a:?}") == alg)
+                .ok_or_else(|| err(format!("\"alg\": \"{alg}\" does not fit a {kty} key")))?;
+            vec![pinned]
+        }
+    };
+    Ok(Some(VerificationKey {
+        kid,
+        algorithms,
+        key,
+    }))
+}
+
+/// Why a key source could not give keys.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct KeySourceError(pub String);
+
+/// The future a [`KeySource`] returns.
+pub type KeySetFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<KeySet>, KeySourceError>> + Send + 'a>>;
+
+/// Where the layer gets its verification keys. [`StaticKeys`] serves a fixed set; a
+/// source that fetches a remote `jwks_uri` implements this too.
+pub trait KeySource: Send + Sync + 'static {
+    /// The keys to verify a token whose header names `kid`. A caching source may use
+    /// an unknown `kid` as the signal to refresh.
+    fn key_set<'a>(&'a self, kid: Option<&'a str>) -> KeySetFuture<'a>;
+}
+
+/// A fixed key set, loaded at start-up.
+#[derive(Debug, Clone)]
+pub struct StaticKeys(Arc<KeySet>);
+
+impl StaticKeys {
+    /// Serves `keys` for every token.
+    pub fn new(keys: KeySet) -> Self {
+        Self(Arc::new(keys))
+    }
+}
+
+impl KeySource for StaticKeys {
+    fn key_set<'a>(&'a self, _kid: Option<&'a str>) -> KeySetFuture<'a> {
+        let keys = Arc::clone(&self.0);
+        Box::pin(std::future::ready(Ok(keys)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(json: &str) -> String {
+        KeySet::from_jwks_json(json.as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn refuses_unusable_key_sets_with_a_reason() {
+        assert!(error("not json").contains("not valid JSON"));
+        assert!(error("{}").contains("no \"keys\" array"));
+        assert!(error(r#"{"keys": []}"#).contains("no usable signature key"));
+        assert!(
+            error(r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}"#)
+                .contains("kid \"h\"): is a symmetric (oct) key")
+        );
+        assert!(
+            error(r#"{"keys": [{"kty": "EC", "crv": "P-521", "x": "", "y": ""}]}"#)
+                .contains("unsupported key type EC/P-521")
+        );
+        assert!(
+            error(r#"{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}"#)
+                .contains("shorter than 2048 bits")
+        );
+        assert!(
+            error(r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]}"#)
+                .contains("32 bytes")
+        );
+    }
+
+    #[test]
+    fn pins_the_algorithm_to_the_key() {
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let jwk = |alg: &str| {
+            format!(r#"{{"keys": [{{"kty": "OKP", "crv": "Ed25519", "x": "{x}"{alg}}}]}}"#)
+        };
+        let keys = KeySet::from_jwks_json(jwk("").as_bytes()).unwrap();
+        assert_eq!(keys.keys[0].algorithms, vec![Algorithm::EdDSA]);
+        assert!(error(&jwk(r#", "alg": "HS256""#)).contains("does not fit"));
+        assert!(error(&jwk(r#", "alg": "RS256""#)).contains("does not fit"));
+    }
+
+    #[test]
+    fn selects_by_kid_and_requires_one_when_ambiguous() {
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let key = |kid: &str| {
+            format!(r#"{{"kty": "OKP", "crv": "Ed25519", "x": "{x}", "kid": "{kid}"}}"#)
+        };
+        let two = format!(r#"{{"keys": [{}, {}]}}"#, key("a"), key("b"));
+        let keys = KeySet::from_jwks_json(two.as_bytes()).unwrap();
+        assert_eq!(keys.select(Some("b")).unwrap().kid.as_deref(), Some("b"));
+        assert!(keys.select(Some("c")).is_err());
+        assert!(keys.select(None).is_err());
+        let dup = format!(r#"{{"keys": [{}, {}]}}"#, key("a"), key("a"));
+        assert!(error(&dup).contains("duplicate kid"));
+    }
+}

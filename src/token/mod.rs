@@ -1,0 +1,13 @@
+//! The access token: where it is read from, the keys that verify it, and what it claims.
+
+mod bearer;
+mod claims;
+mod jwt;
+mod keys;
+
+pub(crate) use claims::Confirmation;
+pub use claims::TokenClaims;
+pub use keys::{KeyError, KeySet, KeySource, KeySourceError, StaticKeys};
+
+pub(crate) use bearer::bearer_token;
+pub(crate) use jwt::{JwtVerifier, TokenTypes};
