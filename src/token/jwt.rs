@@ -5,23 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{AlgorithmFamily, Validation};
 use serde_json::{Map, Value};
 
 use super::{KeySource, TokenClaims};
 use crate::AuthError;
 
-/// The asymmetric algorithms this crate verifies. HS* and `none` are never among them.
-const SIGNATURE_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
+/// The asymmetric algorithm families this crate verifies. HMAC and `none` are never
+/// among them.
+const FAMILIES: [AlgorithmFamily; 3] = [
+    AlgorithmFamily::Rsa,
+    AlgorithmFamily::Ec,
+    AlgorithmFamily::Ed,
 ];
 
 /// Which JOSE `typ` header values are accepted.
@@ -50,7 +45,9 @@ impl TokenTypes {
 /// Verifies JWT access tokens against a key source.
 pub(crate) struct JwtVerifier {
     keys: Arc<dyn KeySource>,
-    validation: Validation,
+    /// One per entry of [`FAMILIES`]: jsonwebtoken wants the algorithms of a validation
+    /// to be of one family.
+    validations: [Validation; 3],
     token_types: TokenTypes,
 }
 
@@ -62,18 +59,20 @@ impl JwtVerifier {
         leeway: Duration,
         token_types: TokenTypes,
     ) -> Self {
-        let mut validation = Validation::new(Algorithm::ES256);
-        // The header's algorithm is checked against its key before decoding; this list
-        // only keeps jsonwebtoken from ever taking an HMAC or `none` path.
-        validation.algorithms = SIGNATURE_ALGORITHMS.to_vec();
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = leeway.as_secs();
+        let validations = FAMILIES.map(|family| {
+            // The header's algorithm is checked against its key before decoding; this
+            // list only keeps jsonwebtoken from ever taking an HMAC or `none` path.
+            let mut validation = Validation::new_for_family(family);
+            validation.set_issuer(&[issuer]);
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            validation.validate_nbf = true;
+            validation.leeway = leeway.as_secs();
+            validation
+        });
         Self {
             keys,
-            validation,
+            validations,
             token_types,
         }
     }
@@ -106,7 +105,15 @@ impl JwtVerifier {
                 "the token's alg is not one its key allows",
             ));
         }
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation)
+        let family = header.alg.family();
+        let Some(validation) = FAMILIES
+            .iter()
+            .position(|f| *f == family)
+            .map(|i| &self.validations[i])
+        else {
+            return Err(AuthError::invalid_token("the token's alg is not accepted"));
+        };
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
             .map_err(|e| AuthError::invalid_token(describe(e.kind())))?;
         TokenClaims::from_claims(data.claims)
     }
