@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::AuthError;
 use crate::cert::PeerCertificate;
@@ -128,6 +129,38 @@ impl fmt::Debug for ClientIdentity {
             .field("scopes", &self.scopes())
             .field("bound", &self.is_bound())
             .finish()
+    }
+}
+
+/// Serializes as the identity summary handlers usually answer with:
+///
+/// ```json
+/// {"thumbprint": "...", "subject": "CN=client-a,O=Example",
+///  "san_dns": [], "san_uri": [], "san_ip": ["2001:db8::10"], "san_email": [],
+///  "sub": "...", "client_id": "...", "scopes": ["read"], "bound": true}
+/// ```
+///
+/// Certificate fields are `null` / empty without a certificate. Claims beyond these are
+/// left out; reach them with [`claims`](Self::claims).
+impl Serialize for ClientIdentity {
+    fn serialize<Se: Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        let cert = self.certificate();
+        let empty: &[String] = &[];
+        let ips: Vec<String> = cert
+            .map(|c| c.san_ip().iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let mut map = serializer.serialize_map(Some(10))?;
+        map.serialize_entry("thumbprint", &self.thumbprint())?;
+        map.serialize_entry("subject", &self.subject())?;
+        map.serialize_entry("san_dns", cert.map_or(empty, |c| c.san_dns()))?;
+        map.serialize_entry("san_uri", cert.map_or(empty, |c| c.san_uri()))?;
+        map.serialize_entry("san_ip", &ips)?;
+        map.serialize_entry("san_email", cert.map_or(empty, |c| c.san_email()))?;
+        map.serialize_entry("sub", &self.token_subject())?;
+        map.serialize_entry("client_id", &self.client_id())?;
+        map.serialize_entry("scopes", self.scopes())?;
+        map.serialize_entry("bound", &self.is_bound())?;
+        map.end()
     }
 }
 

@@ -1,0 +1,140 @@
+//! A resource server that accepts only certificate-bound access tokens.
+//!
+//! ```text
+//! cargo run --release --example resource_server -- \
+//!     --jwks jwks.json --issuer https://as.example --audience https://api.example \
+//!     --tls-cert server.crt --tls-key server.key --client-ca clients-ca.crt
+//! ```
+//!
+//! Routes: `GET /healthz` (open), `GET /whoami` (the caller's identity as JSON),
+//! `GET /admin` (the same, but the token must carry scope `admin`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::{Parser, ValueEnum};
+use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
+use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, RequireScopeLayer};
+
+#[derive(Parser, Debug)]
+#[command(about = "Serve /whoami and /admin to clients whose token is bound to their certificate")]
+struct Args {
+    /// Socket address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// JWKS file that access tokens are verified with.
+    #[arg(long)]
+    jwks: PathBuf,
+    /// Required `iss` of access tokens.
+    #[arg(long)]
+    issuer: String,
+    /// Required `aud` of access tokens (a string, or an array containing it).
+    #[arg(long)]
+    audience: String,
+    /// Whether every token must be bound to the client certificate.
+    #[arg(long, value_enum, default_value_t = Binding::Required)]
+    binding: Binding,
+    /// Terminate TLS in-process with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With TLS: require a client certificate that chains to this CA bundle (PEM).
+    /// Without it, any client certificate is accepted for binding, and none is required.
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Binding {
+    Required,
+    Optional,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut auth = MtlsBoundTokenLayer::builder()
+        .issuer(args.issuer)
+        .audience(args.audience)
+        .jwks_file(args.jwks);
+    if let Binding::Optional = args.binding {
+        auth = auth.allow_unbound_tokens();
+    }
+    let auth = auth.build()?;
+
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .route(
+            "/admin",
+            get(whoami).route_layer(RequireScopeLayer::new("admin")),
+        )
+        .route_layer(auth)
+        .route("/healthz", get(|| async { "ok" }))
+        .into_make_service_with_connect_info::<ConnectionInfo>();
+
+    match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = TlsServerConfig::builder()
+                .certificate_chain_pem_file(cert)
+                .private_key_pem_file(key);
+            let (tls, mode) = match args.client_ca {
+                Some(ca) => (tls.client_ca_pem_file(ca), "client certificate required"),
+                None => (
+                    tls.accept_any_client_certificate()
+                        .allow_anonymous_clients(),
+                    "client certificate optional, not chain-validated",
+                ),
+            };
+            let listener = TlsListener::bind(args.listen, tls.build()?)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            let addr = axum::serve::Listener::local_addr(&listener)?;
+            announce(&format!("listening on {addr} (https, {mode})"));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            announce(&format!("listening on {} (http)", listener.local_addr()?));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn announce(line: &str) {
+    use std::io::Write;
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The caller's identity; its JSON shape is `ClientIdentity`'s `Serialize`.
+async fn whoami(identity: ClientIdentity) -> Json<ClientIdentity> {
+    Json(identity)
+}
