@@ -276,3 +276,31 @@ pub async fn call(
     .await
     .expect("answer in time")
 }
+
+/// Like [`call`], but a failed handshake or connection is an `Err`, not a panic.
+pub async fn try_call(
+    server: &TestServer,
+    ca: &Ca,
+    identity: Option<(&str, &str)>,
+    path: &str,
+    token: &str,
+) -> Result<Answer, String> {
+    let attempt = async {
+        let config = client_config(ca, identity, &[]);
+        let tls = connect(server.addr, config)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("http: {e}"))?;
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(get_request(path, &[("authorization", &bearer(token))]))
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        Ok(collect(response).await)
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}

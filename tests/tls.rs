@@ -1,0 +1,251 @@
+//! The TLS side: client-certificate policy in the handshake, chains with intermediates,
+//! and handshakes that cannot stall the server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pki::{self, Ca, Leaf, Subject};
+use common::*;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn token_for(world: &World, leaf: &Leaf) -> String {
+    world
+        .key
+        .sign(&pki::claims(ISSUER, AUDIENCE, "client", "read", Some(leaf)))
+}
+
+#[tokio::test]
+async fn required_client_certificates_are_checked_in_the_handshake() {
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+
+    let stranger_ca = Ca::root("Someone Else's CA");
+    let stranger = stranger_ca.client(&Subject::cn("stranger"));
+    let expired = world.ca.client(&Subject {
+        expired: true,
+        ..Subject::cn("expired")
+    });
+    let self_signed = Leaf::self_signed(&Subject::cn("self-signed"));
+    for (case, leaf) in [
+        ("unknown CA", &stranger),
+        ("expired", &expired),
+        ("self-signed", &self_signed),
+    ] {
+        let result = try_call(
+            &server,
+            &world.ca,
+            leaf_identity(leaf),
+            "/whoami",
+            &token_for(&world, leaf),
+        )
+        .await;
+        assert!(
+            result.is_err(),
+            "{case}: the handshake must fail, got {result:?}"
+        );
+    }
+    let result = try_call(
+        &server,
+        &world.ca,
+        None,
+        "/whoami",
+        &world.token_for_a("read"),
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "no certificate: the handshake must fail, got {result:?}"
+    );
+
+    // The server is unharmed by all that.
+    let answer = try_call(
+        &server,
+        &world.ca,
+        leaf_identity(&world.a),
+        "/whoami",
+        &world.token_for_a("read"),
+    )
+    .await;
+    assert_eq!(answer.unwrap().status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn intermediates_sent_by_the_client_build_the_path() {
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let intermediate = world.ca.intermediate("Issuing CA");
+    let leaf = intermediate.client(&Subject::cn("behind-intermediate"));
+    let token = token_for(&world, &leaf);
+
+    let answer = try_call(
+        &server,
+        &world.ca,
+        Some((&leaf.chain_pem, &leaf.key_pem)),
+        "/whoami",
+        &token,
+    )
+    .await
+    .expect("leaf + intermediate is accepted");
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.json()["thumbprint"],
+        leaf.thumbprint,
+        "the leaf binds, not the intermediate"
+    );
+
+    let result = try_call(&server, &world.ca, leaf_identity(&leaf), "/whoami", &token).await;
+    assert!(
+        result.is_err(),
+        "without its intermediate the leaf does not chain: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn any_certificate_mode_binds_self_signed_certificates() {
+    let world = World::new();
+    let tls = mtls_bound_token::tls::TlsServerConfig::builder()
+        .certificate_chain_pem(world.server.chain_pem.clone())
+        .private_key_pem(world.server.key_pem.clone())
+        .accept_any_client_certificate()
+        .build()
+        .unwrap();
+    let server = serve_tls(app(world.layer()), tls).await;
+    let own = Leaf::self_signed(&Subject::cn("workload"));
+    let answer = try_call(
+        &server,
+        &world.ca,
+        leaf_identity(&own),
+        "/whoami",
+        &token_for(&world, &own),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["thumbprint"], own.thumbprint);
+
+    let thief = Leaf::self_signed(&Subject::cn("workload"));
+    let answer = try_call(
+        &server,
+        &world.ca,
+        leaf_identity(&thief),
+        "/whoami",
+        &token_for(&world, &own),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "same subject, different key"
+    );
+}
+
+#[tokio::test]
+async fn idle_sockets_do_not_delay_other_clients() {
+    let world = World::new();
+    let tls = world
+        .tls_builder()
+        .handshake_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let server = serve_tls(app(world.layer()), tls).await;
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap(); // a ClientHello that stops
+
+    // Far below the 60 s handshake timeout: nobody waits for the idle sockets.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        try_call(
+            &server,
+            &world.ca,
+            leaf_identity(&world.a),
+            "/whoami",
+            &world.token_for_a("read"),
+        ),
+    )
+    .await
+    .expect("a normal client is answered while 51 sockets stall")
+    .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn stalled_handshakes_time_out_and_garbage_is_dropped() {
+    let world = World::new();
+    let tls = world
+        .tls_builder()
+        .handshake_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let server = serve_tls(app(world.layer()), tls).await;
+
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the server closes a connection that never handshakes");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed, got {read:?}");
+
+    let mut garbage = TcpStream::connect(server.addr).await.unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut all = Vec::new();
+        let _ = garbage.read_to_end(&mut all).await;
+        all
+    })
+    .await
+    .expect("plain HTTP on the TLS port is closed");
+    assert!(!String::from_utf8_lossy(&read).contains("200 OK"));
+
+    let answer = try_call(
+        &server,
+        &world.ca,
+        leaf_identity(&world.a),
+        "/whoami",
+        &world.token_for_a("read"),
+    )
+    .await;
+    assert_eq!(answer.unwrap().status, StatusCode::OK);
+}
+
+#[test]
+fn tls_configuration_errors_say_what_to_fix() {
+    let world = World::new();
+    let err = |b: mtls_bound_token::tls::TlsServerConfigBuilder| {
+        b.build().err().expect("refused").to_string()
+    };
+    let base = || {
+        mtls_bound_token::tls::TlsServerConfig::builder()
+            .certificate_chain_pem(world.server.chain_pem.clone())
+            .private_key_pem(world.server.key_pem.clone())
+    };
+    assert!(err(base()).contains("client_ca_pem_file"));
+    assert!(err(base().client_ca_pem_file("/nonexistent/ca.pem")).contains("/nonexistent/ca.pem"));
+    assert!(err(base().client_ca_pem("garbage")).contains("no CERTIFICATE"));
+    assert!(
+        err(base()
+            .client_ca_pem(world.ca.cert_pem.clone())
+            .private_key_pem(world.a.key_pem.clone()))
+        .contains("TLS configuration"),
+        "a key that does not fit the certificate"
+    );
+    assert!(
+        err(base()
+            .client_ca_pem(world.ca.cert_pem.clone())
+            .private_key_pem("nope"))
+        .contains("private key")
+    );
+}
