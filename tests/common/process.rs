@@ -1,0 +1,218 @@
+//! Running the example programs as a user would: built by cargo, started as processes,
+//! driven with curl and Python `requests`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Builds an example (cached by cargo) and returns its executable.
+pub fn example_binary(name: &str) -> PathBuf {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            name,
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(
+        output.status.success(),
+        "cargo build --example {name} failed"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["target"]["name"] == name)
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo did not report the executable of {name}"))
+}
+
+/// A running example server; killed when dropped.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub first_line: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `binary args...` and waits for its `listening on ADDR` line.
+pub fn start(binary: &Path, args: &[&str]) -> Running {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start example");
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = match receiver.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "no `listening on` line from {}: {}",
+                binary.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    assert!(line.contains("listening on"), "first line: {line}");
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    Running {
+        child,
+        addr,
+        first_line: line,
+    }
+}
+
+/// Runs `binary args...` that is expected to stop by itself (e.g. on a configuration
+/// error), with a time limit.
+pub fn run_to_end(binary: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start example");
+    for _ in 0..300 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("{} {args:?} did not stop within 30 s", binary.display());
+}
+
+/// What curl saw.
+pub struct CurlAnswer {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+/// `curl` to `url`, presenting `cert`/`key` when given and trusting `ca`.
+pub fn curl(
+    url: &str,
+    ca: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+    token: Option<&str>,
+) -> CurlAnswer {
+    let dir = tempfile::tempdir().unwrap();
+    let headers_file = dir.path().join("headers");
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "10",
+            "--dump-header",
+        ])
+        .arg(&headers_file)
+        .args(["--write-out", "\n%{http_code}"]);
+    if let Some(ca) = ca {
+        command.arg("--cacert").arg(ca);
+    }
+    if let Some((cert, key)) = client {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    if let Some(token) = token {
+        command.args(["--header", &format!("Authorization: Bearer {token}")]);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .expect("curl is installed (scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    CurlAnswer {
+        status: status.trim().parse().unwrap_or(0),
+        headers: std::fs::read_to_string(&headers_file).unwrap_or_default(),
+        body: body.to_owned(),
+    }
+}
+
+impl CurlAnswer {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// The Python that has `requests`: `MTLS_TEST_PYTHON` (set by scripts/test), else
+/// `python3` if it can import requests.
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("MTLS_TEST_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import requests"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "Python requests is missing: run scripts/test, which installs it"
+    );
+    PathBuf::from("python3")
+}
+
+/// One request with Python `requests` (tests/clients/call.py).
+pub fn python_get(
+    url: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    token: Option<&str>,
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/call.py");
+    let mut command = Command::new(python());
+    command.arg(script).arg(url).arg(ca);
+    if let Some((cert, key)) = client {
+        command.arg(cert).arg(key);
+    }
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let output = command.output().expect("run python");
+    assert!(
+        output.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("python client prints JSON")
+}
+
+/// Writes `content` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}

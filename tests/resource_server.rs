@@ -1,0 +1,305 @@
+//! The example resource server as a black box: its command line, routes and JSON, driven
+//! by curl and Python `requests`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::pki::{self, Leaf, Subject};
+use common::process::*;
+use common::*;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The world on disk, as the example's user has it.
+struct Files {
+    _dir: TempDir,
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    jwks: PathBuf,
+    a: (PathBuf, PathBuf),
+    b: (PathBuf, PathBuf),
+}
+
+fn files(world: &World) -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    Files {
+        ca: write(p, "ca.pem", &world.ca.cert_pem),
+        server_cert: write(p, "server.pem", &world.server.chain_pem),
+        server_key: write(p, "server.key", &world.server.key_pem),
+        jwks: write(p, "jwks.json", &world.jwks()),
+        a: (
+            write(p, "a.pem", &world.a.cert_pem),
+            write(p, "a.key", &world.a.key_pem),
+        ),
+        b: (
+            write(p, "b.pem", &world.b.cert_pem),
+            write(p, "b.key", &world.b.key_pem),
+        ),
+        _dir: dir,
+    }
+}
+
+fn s(path: &PathBuf) -> &str {
+    path.to_str().unwrap()
+}
+
+fn pair(p: &(PathBuf, PathBuf)) -> Option<(&std::path::Path, &std::path::Path)> {
+    Some((p.0.as_path(), p.1.as_path()))
+}
+
+fn start_tls(world: &World, f: &Files, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--jwks",
+        s(&f.jwks),
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--tls-cert",
+        s(&f.server_cert),
+        "--tls-key",
+        s(&f.server_key),
+    ];
+    args.extend_from_slice(extra);
+    let _ = world;
+    start(&example_binary("resource_server"), &args)
+}
+
+#[test]
+fn mtls_contract_with_curl_and_python() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_tls(&world, &f, &["--client-ca", s(&f.ca)]);
+    assert!(server.first_line.contains("listening on"));
+    let url = |path: &str| format!("https://localhost:{}{path}", server.addr.port());
+    let token = world.token_for_a("read");
+
+    let answer = curl(&url("/whoami"), Some(&f.ca), pair(&f.a), Some(&token));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "thumbprint": world.a.thumbprint,
+            "subject": "O=Example,CN=client-a",
+            "san_dns": ["client-a.example.org"],
+            "san_uri": ["spiffe://example.org/client-a"],
+            "san_ip": ["10.1.2.3", "2001:db8::10"],
+            "san_email": ["a@example.org"],
+            "sub": "client-a",
+            "client_id": "client-a",
+            "scopes": ["read"],
+            "bound": true,
+        })
+    );
+
+    let stolen = curl(&url("/whoami"), Some(&f.ca), pair(&f.b), Some(&token));
+    assert_eq!(stolen.status, 401);
+    assert!(
+        stolen
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
+
+    let none = curl(&url("/whoami"), Some(&f.ca), pair(&f.a), None);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate").as_deref(), Some("Bearer"));
+
+    let admin = curl(&url("/admin"), Some(&f.ca), pair(&f.a), Some(&token));
+    assert_eq!(admin.status, 403);
+    assert!(
+        admin
+            .header("www-authenticate")
+            .unwrap()
+            .contains("scope=\"admin\"")
+    );
+    let admin = curl(
+        &url("/admin"),
+        Some(&f.ca),
+        pair(&f.a),
+        Some(&world.token_for_a("read admin")),
+    );
+    assert_eq!(admin.status, 200);
+
+    let health = curl(&url("/healthz"), Some(&f.ca), pair(&f.a), None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    assert_eq!(
+        curl(&url("/nope"), Some(&f.ca), pair(&f.a), None).status,
+        404
+    );
+    assert_eq!(
+        curl(&url("/healthz"), Some(&f.ca), None, None).status,
+        0,
+        "no certificate, no handshake"
+    );
+
+    let py = python_get(&url("/whoami"), &f.ca, pair(&f.a), Some(&token));
+    assert_eq!(py["status"], 200, "{py}");
+    let body: Value = serde_json::from_str(py["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["thumbprint"], world.a.thumbprint);
+    let py = python_get(&url("/whoami"), &f.ca, pair(&f.b), Some(&token));
+    assert_eq!(py["status"], 401);
+    assert!(
+        py["www_authenticate"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+}
+
+#[test]
+fn without_client_ca_any_certificate_binds_and_none_is_required() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_tls(&world, &f, &["--binding", "optional"]);
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let own = Leaf::self_signed(&Subject::cn("workload"));
+    let own_files = (
+        write(dir.path(), "own.pem", &own.cert_pem),
+        write(dir.path(), "own.key", &own.key_pem),
+    );
+    let bound = world
+        .key
+        .sign(&pki::claims(ISSUER, AUDIENCE, "w", "read", Some(&own)));
+
+    let answer = curl(&url, Some(&f.ca), pair(&own_files), Some(&bound));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let py = python_get(&url, &f.ca, pair(&own_files), Some(&bound));
+    assert_eq!(py["status"], 200);
+
+    let answer = curl(&url, Some(&f.ca), None, Some(&bound));
+    assert_eq!(answer.status, 401, "a bound token without its certificate");
+    let unbound = world
+        .key
+        .sign(&pki::claims(ISSUER, AUDIENCE, "w", "read", None));
+    let answer = curl(&url, Some(&f.ca), None, Some(&unbound));
+    assert_eq!(answer.status, 200);
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["bound"], false);
+    assert_eq!(body["thumbprint"], Value::Null);
+}
+
+#[test]
+fn plain_http_with_optional_binding() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start(
+        &example_binary("resource_server"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--jwks",
+            s(&f.jwks),
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--binding",
+            "optional",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/whoami", server.addr.port());
+    let unbound = world
+        .key
+        .sign(&pki::claims(ISSUER, AUDIENCE, "c", "read", None));
+    assert_eq!(curl(&url, None, None, Some(&unbound)).status, 200);
+    assert_eq!(
+        curl(&url, None, None, Some(&world.token_for_a("read"))).status,
+        401
+    );
+}
+
+#[test]
+fn configuration_errors_stop_start_up_with_a_message() {
+    let world = World::new();
+    let f = files(&world);
+    let binary = example_binary("resource_server");
+    let base = ["--issuer", ISSUER, "--audience", AUDIENCE];
+    let garbage = write(f.jwks.parent().unwrap(), "garbage.pem", "not pem");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--jwks", "/nonexistent/jwks.json"],
+            "/nonexistent/jwks.json",
+        ),
+        (vec!["--jwks", s(&f.ca)], "not valid JSON"),
+        (
+            vec!["--jwks", s(&f.jwks), "--binding", "sometimes"],
+            "sometimes",
+        ),
+        (
+            vec!["--jwks", s(&f.jwks), "--tls-cert", s(&f.server_cert)],
+            "--tls-key",
+        ),
+        (
+            vec!["--jwks", s(&f.jwks), "--client-ca", s(&f.ca)],
+            "--tls-cert",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--tls-cert",
+                s(&garbage),
+                "--tls-key",
+                s(&f.server_key),
+            ],
+            "garbage.pem",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--tls-cert",
+                s(&f.server_cert),
+                "--tls-key",
+                s(&f.server_key),
+                "--client-ca",
+                s(&garbage),
+            ],
+            "garbage.pem",
+        ),
+        (
+            vec!["--jwks", s(&f.jwks), "--listen", "not-an-address"],
+            "not-an-address",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(extra.iter());
+        let output = run_to_end(&binary, &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{extra:?} must fail");
+        assert!(
+            stderr.contains(expected),
+            "{extra:?}: stderr should name {expected:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+    }
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let world = World::new();
+    let f = files(&world);
+    let mut server = start_tls(&world, &f, &["--client-ca", s(&f.ca)]);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            assert!(exit.success(), "exit status {exit}");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the server did not stop within 10 s of SIGTERM");
+}
