@@ -85,3 +85,8 @@ pub use error::{AuthError, AuthRejection, ErrorResponder};
 pub use identity::ClientIdentity;
 pub use layer::{MtlsBoundToken, MtlsBoundTokenLayer, ResponseFuture};
 pub use scope::{RequireScope, RequireScopeLayer, RequiredScope, WithScope};
+
+/// The README's code blocks, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
