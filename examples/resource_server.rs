@@ -109,7 +109,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let listener = TlsListener::bind(args.listen, tls.build()?)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-            let addr = axum::serve::Listener::local_addr(&listener)?;
+            let addr = listener.local_addr();
             announce(&format!("listening on {addr} (https, {mode})"));
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())

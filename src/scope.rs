@@ -99,6 +99,7 @@ fn check(extensions: &http::Extensions, scope: &str) -> Result<ClientIdentity, A
         },
         None => AuthError::MissingCredentials,
     };
+    tracing::debug!(scope, %error, "request refused by scope check");
     Err(AuthRejection::new(error, extensions))
 }
 

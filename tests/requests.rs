@@ -71,7 +71,8 @@ async fn authorization_header_rules() {
     assert_eq!(answer.challenge(), "Bearer");
 
     let oversized = format!("Bearer {}", "a".repeat(17 * 1024));
-    let bad_requests: Vec<(&str, Vec<(&str, Vec<u8>)>)> = vec![
+    type Headers = Vec<(&'static str, Vec<u8>)>;
+    let bad_requests: Vec<(&str, Headers)> = vec![
         (
             "two Authorization headers",
             vec![
@@ -159,7 +160,7 @@ async fn http2_over_alpn() {
     // Concurrent streams on one connection all carry the connection's certificate.
     let mut answers = Vec::new();
     for _ in 0..20 {
-        let request = Request::get(format!("https://localhost/whoami"))
+        let request = Request::get("https://localhost/whoami")
             .header("authorization", format!("Bearer {token}"))
             .body(Empty::<Bytes>::new())
             .unwrap();

@@ -42,7 +42,7 @@ fn files(world: &World) -> Files {
     }
 }
 
-fn s(path: &PathBuf) -> &str {
+fn s(path: &std::path::Path) -> &str {
     path.to_str().unwrap()
 }
 

@@ -60,6 +60,13 @@ impl TlsListener {
     }
 }
 
+impl TlsListener {
+    /// The address the listener is bound to (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
 impl Drop for TlsListener {
     fn drop(&mut self) {
         self.accept_task.abort();

@@ -129,7 +129,7 @@ impl Drop for TestServer {
 
 pub async fn serve_tls(app: Router, tls: TlsServerConfig) -> TestServer {
     let listener = TlsListener::bind("127.0.0.1:0", tls).await.expect("bind");
-    let addr = axum::serve::Listener::local_addr(&listener).expect("addr");
+    let addr = listener.local_addr();
     let task = tokio::spawn(async move {
         axum::serve(
             listener,

@@ -1,0 +1,606 @@
+//! The whole story of certificate-bound access tokens (OAuth 2.0 mutual TLS, RFC 8705)
+//! in one run, with nothing to set up:
+//!
+//! ```text
+//! cargo run --example demo
+//! ```
+//!
+//! It generates a private CA, a server certificate, two client certificates and a token
+//! signing key; starts an API behind [`MtlsBoundTokenLayer`] on a free loopback port;
+//! mints a token bound to client A; and then calls the API over real mutual TLS, as
+//! client A and as client B, explaining each answer. It exits 0 only when every answer
+//! was the expected one, so it doubles as a smoke test.
+//!
+//! Set `RUST_LOG=mtls_bound_token=debug` to also see the layer's own decisions.
+
+// The certificates and keys come from the same helper the integration tests use.
+#[path = "../tests/common/pki.rs"]
+mod pki;
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use mtls_bound_token::tls::{TlsListener, TlsServerConfig};
+use mtls_bound_token::{
+    ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, PeerCertificate, RequireScopeLayer,
+};
+use pki::{Ca, Leaf, SigningKey, Subject};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Who issues the tokens (`iss`) and whom they are for (`aud`).
+const ISSUER: &str = "https://auth.demo.example";
+const AUDIENCE: &str = "https://api.demo.example";
+
+/// Connect, handshake, request and response together must fit in this; a demo that
+/// hangs would tell nobody anything.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Width of the explanations, so that they read well in an ordinary terminal.
+const WIDTH: usize = 88;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Quiet by default, so that the story is readable; the layer's tracing is one
+    // environment variable away.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+
+    match run().await {
+        Ok(failures) if failures.is_empty() => {
+            println!("\nEvery answer was the expected one. (exit code 0)");
+            ExitCode::SUCCESS
+        }
+        Ok(failures) => {
+            println!("\n{} check(s) FAILED:", failures.len());
+            for failure in &failures {
+                println!("  ✘ {failure}");
+            }
+            println!("(exit code 1)");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("\nThe demo could not run: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Tells the story; returns the checks that failed. `Err` means the demo could not even
+/// set up (a bad configuration, no free port).
+async fn run() -> Result<Vec<String>, BoxError> {
+    let mut story = Story::default();
+    println!("mtls-bound-token demo: an access token that works only with the TLS");
+    println!("certificate it was issued to (OAuth 2.0 mutual TLS, RFC 8705).");
+
+    // --- The public key infrastructure -------------------------------------------------
+    story.step("Create a private certificate authority (CA)");
+    let ca = Ca::root("Demo Root CA");
+    let ca_subject = PeerCertificate::from_der(&ca.cert_der)?
+        .subject()
+        .to_owned();
+    println!("    CA subject: {ca_subject}");
+    println!("    The server will accept TLS clients only with a certificate from this CA.");
+
+    story.step("Issue a server certificate and two client certificates");
+    let server_leaf = ca.server();
+    let client_a = ca.client(&Subject {
+        org: Some("Demo Corp".into()),
+        ..Subject::cn("client-a")
+    });
+    let client_b = ca.client(&Subject {
+        org: Some("Demo Corp".into()),
+        ..Subject::cn("client-b")
+    });
+    println!("    server:   certificate for localhost and 127.0.0.1");
+    // Parsed with the crate's own parser: this is how the server will see them.
+    for (name, leaf) in [("client A", &client_a), ("client B", &client_b)] {
+        let parsed = PeerCertificate::from_der(&leaf.cert_der)?;
+        println!("    {name}: {}", parsed.subject());
+        println!(
+            "              thumbprint (x5t#S256) {}",
+            parsed.thumbprint()
+        );
+    }
+    println!("    A thumbprint is the SHA-256 hash of a certificate. Each client keeps its");
+    println!("    private key to itself; the TLS handshake proves it holds that key.");
+
+    story.step("Create the authorization server's token signing key");
+    let signing_key = SigningKey::es256("demo-key-1");
+    let jwks = pki::jwks(&[&signing_key]);
+    println!("    An ES256 key pair. The API gets only the public half, as a JWKS:");
+    print_json("    ", &serde_json::from_str(&jwks)?);
+
+    // --- The API -----------------------------------------------------------------------
+    story.step("Start the API on a free loopback port");
+    let (addr, server_task) = start_server(&ca, &server_leaf, &jwks).await?;
+    println!("    Listening on https://{addr}");
+    println!("    GET /whoami   needs a valid token bound to the caller's certificate");
+    println!("    GET /admin    needs the same, and the scope \"admin\" in the token");
+
+    // --- The token ---------------------------------------------------------------------
+    story.step("The authorization server mints an access token for client A");
+    // The layer must exist before this: building it installs jsonwebtoken's crypto
+    // provider, which signing needs too (see start_server).
+    let token_a = signing_key.sign(&pki::claims(
+        ISSUER,
+        AUDIENCE,
+        "client-a",
+        "read",
+        Some(&client_a),
+    ));
+    let (jose_header, claims) = decode_jwt(&token_a)?;
+    println!(
+        "    The token is a signed JWT of {} characters, starting {}…",
+        token_a.len(),
+        &token_a[..12]
+    );
+    println!("    (it is a secret, so we never print it whole). Anyone can read what it says:");
+    println!("    header:");
+    print_json("      ", &jose_header);
+    println!("    claims:");
+    print_json("      ", &claims);
+    // Not a check of its own: were it wrong, the calls below would fail and say so.
+    if claims["cnf"]["x5t#S256"] == client_a.thumbprint.as_str() {
+        println!(
+            "    cnf.x5t#S256 is client A's thumbprint: the token is bound to A's certificate."
+        );
+    } else {
+        println!("    cnf.x5t#S256 is NOT client A's thumbprint; the calls below will show it.");
+    }
+    println!("    It grants the scope \"read\", not \"admin\".");
+
+    // --- The calls ---------------------------------------------------------------------
+    let tls_a = client_tls(&ca, &client_a)?;
+    let tls_b = client_tls(&ca, &client_b)?;
+
+    story
+        .call(Call {
+            title: "Client A calls GET /whoami with its own token",
+            addr,
+            client: ("client A", &tls_a),
+            path: "/whoami",
+            token: Some(("A's token", &token_a)),
+            expect: Expect::Identity {
+                who: "client A",
+                thumbprint: &client_a.thumbprint,
+            },
+            why: "the token works for the client it was issued to, and the handler \
+                  learns who called: certificate, client_id and scopes.",
+        })
+        .await;
+
+    story
+        .call(Call {
+            title: "Client B replays A's token (a stolen token)",
+            addr,
+            client: ("client B", &tls_b),
+            path: "/whoami",
+            token: Some(("A's token", &token_a)),
+            expect: Expect::Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                challenge: Challenge::Error("invalid_token", None),
+            },
+            why: "B is a genuine client of the same CA, so its TLS handshake succeeds; but \
+                  the token names A's certificate. A stolen token is useless without A's \
+                  private key.",
+        })
+        .await;
+
+    story
+        .call(Call {
+            title: "Client A calls GET /whoami without any token",
+            addr,
+            client: ("client A", &tls_a),
+            path: "/whoami",
+            token: None,
+            expect: Expect::Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                challenge: Challenge::Bare,
+            },
+            why: "a certificate alone is not enough; the bare challenge (no error code) is \
+                  what RFC 6750 asks for when a request carries no credentials at all.",
+        })
+        .await;
+
+    story
+        .call(Call {
+            title: "Client A calls GET /admin with its \"read\" token",
+            addr,
+            client: ("client A", &tls_a),
+            path: "/admin",
+            token: Some(("A's token", &token_a)),
+            expect: Expect::Refusal {
+                status: StatusCode::FORBIDDEN,
+                challenge: Challenge::Error("insufficient_scope", Some("admin")),
+            },
+            why: "the token is genuine and bound, but was not granted \"admin\". 403 (not \
+                  401) tells the client that a token with the named scope would help.",
+        })
+        .await;
+
+    story.step("The authorization server mints a second token for A, with \"read admin\"");
+    let admin_token_a = signing_key.sign(&pki::claims(
+        ISSUER,
+        AUDIENCE,
+        "client-a",
+        "read admin",
+        Some(&client_a),
+    ));
+    println!(
+        "    Also bound to A's certificate; {} characters.",
+        admin_token_a.len()
+    );
+
+    story
+        .call(Call {
+            title: "Client A calls GET /admin with its \"read admin\" token",
+            addr,
+            client: ("client A", &tls_a),
+            path: "/admin",
+            token: Some(("A's admin token", &admin_token_a)),
+            expect: Expect::Identity {
+                who: "client A",
+                thumbprint: &client_a.thumbprint,
+            },
+            why: "same certificate, a token that grants \"admin\": let in.",
+        })
+        .await;
+
+    // The server lives in this process; stopping it is all the clean-up there is.
+    server_task.abort();
+
+    println!(
+        "\nSummary: {} of {} checks passed.",
+        story.passed,
+        story.passed + story.failures.len()
+    );
+    Ok(story.failures)
+}
+
+// === The server ==========================================================================
+
+/// `/whoami`: the caller as the layer established it.
+async fn whoami(identity: ClientIdentity) -> Json<Value> {
+    Json(json!({
+        "thumbprint": identity.thumbprint(),
+        "subject": identity.subject(),
+        "client_id": identity.client_id(),
+        "scopes": identity.scopes(),
+        "bound": identity.is_bound(),
+    }))
+}
+
+/// The API: TLS that requires a client certificate from `ca`, and the layer in front of
+/// both routes. Runs until the returned task is aborted.
+async fn start_server(
+    ca: &Ca,
+    server: &Leaf,
+    jwks: &str,
+) -> Result<(SocketAddr, JoinHandle<()>), BoxError> {
+    let auth = MtlsBoundTokenLayer::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_json(jwks)
+        .build()?;
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .route(
+            "/admin",
+            get(whoami).route_layer(RequireScopeLayer::new("admin")),
+        )
+        // `route_layer`: the layer guards the routes above, and unknown paths stay 404.
+        .route_layer(auth);
+
+    let tls = TlsServerConfig::builder()
+        .certificate_chain_pem(server.chain_pem.clone())
+        .private_key_pem(server.key_pem.clone())
+        .client_ca_pem(ca.cert_pem.clone())
+        .build()?;
+    // Port 0: the OS picks a free port, so the demo never collides with anything.
+    let listener = TlsListener::bind("127.0.0.1:0", tls).await?;
+    let addr = listener.local_addr();
+    let task = tokio::spawn(async move {
+        // With connect info, every request carries its connection's client certificate,
+        // which is where the layer looks for it.
+        let service = app.into_make_service_with_connect_info::<ConnectionInfo>();
+        if let Err(error) = axum::serve(listener, service).await {
+            eprintln!("the server stopped: {error}");
+        }
+    });
+    Ok((addr, task))
+}
+
+// === The client ==========================================================================
+
+/// A rustls client that trusts `ca` for the server and presents `me`'s certificate.
+fn client_tls(ca: &Ca, me: &Leaf) -> Result<Arc<rustls::ClientConfig>, BoxError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca.cert_der.clone()))?;
+    let chain =
+        CertificateDer::pem_slice_iter(me.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(me.key_pem.as_bytes())?;
+    // The provider is named explicitly: with `--all-features` rustls has two, and would
+    // refuse to guess.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What came back from the server.
+struct Reply {
+    status: StatusCode,
+    challenge: Option<String>,
+    body: String,
+}
+
+/// `GET path` on a fresh mutual-TLS connection, within [`REQUEST_TIMEOUT`].
+async fn get_over_mtls(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Reply, BoxError> {
+    let exchange = async {
+        let tcp = TcpStream::connect(addr).await?;
+        // The server certificate names localhost; we connect to 127.0.0.1 by address.
+        let stream = TlsConnector::from(tls)
+            .connect(ServerName::try_from("localhost")?, tcp)
+            .await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // Drives the connection; it ends when `sender` is dropped.
+        tokio::spawn(connection);
+
+        let mut request = Request::get(path).header(header::HOST, "localhost");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = sender
+            .send_request(request.body(Empty::<Bytes>::new())?)
+            .await?;
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>(Reply {
+            status,
+            challenge,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+}
+
+// === The story and its checks ============================================================
+
+/// Numbers the steps and keeps score.
+#[derive(Default)]
+struct Story {
+    steps: usize,
+    passed: usize,
+    failures: Vec<String>,
+}
+
+/// One request of the story and what it should get.
+struct Call<'a> {
+    title: &'a str,
+    addr: SocketAddr,
+    /// Whose certificate the TLS client presents.
+    client: (&'a str, &'a Arc<rustls::ClientConfig>),
+    path: &'a str,
+    /// Which token is sent, if any: a name for the story, and the token.
+    token: Option<(&'a str, &'a str)>,
+    expect: Expect<'a>,
+    /// Why the expected outcome matters, for a newcomer.
+    why: &'a str,
+}
+
+/// The outcome a call should have.
+enum Expect<'a> {
+    /// 200, and the identity of the certificate with this thumbprint, bound.
+    Identity { who: &'a str, thumbprint: &'a str },
+    /// A refusal with this status and `WWW-Authenticate` challenge.
+    Refusal {
+        status: StatusCode,
+        challenge: Challenge<'a>,
+    },
+}
+
+/// An RFC 6750 §3 challenge.
+enum Challenge<'a> {
+    /// Exactly `Bearer`: the request had no credentials.
+    Bare,
+    /// `Bearer error="code", …`, naming the required scope when given.
+    Error(&'a str, Option<&'a str>),
+}
+
+impl Story {
+    fn step(&mut self, title: &str) {
+        self.steps += 1;
+        println!("\n{:>2}. {title}", self.steps);
+    }
+
+    /// Makes the call, shows what went out and what came back, and checks it.
+    async fn call(&mut self, call: Call<'_>) {
+        self.step(call.title);
+        let (client_name, tls) = call.client;
+        println!("    → GET {} over mutual TLS as {client_name}", call.path);
+        match call.token {
+            Some((name, token)) => {
+                println!("    → Authorization: Bearer {}… ({name})", &token[..12]);
+            }
+            None => println!("    → no Authorization header"),
+        }
+
+        let verdict = match get_over_mtls(
+            call.addr,
+            Arc::clone(tls),
+            call.path,
+            call.token.map(|t| t.1),
+        )
+        .await
+        {
+            Ok(reply) => {
+                show(&reply);
+                call.expect.judge(&reply)
+            }
+            Err(error) => {
+                println!("    ← no answer: {error}");
+                Err(format!("the request failed: {error}"))
+            }
+        };
+        match verdict {
+            Ok(()) => {
+                self.passed += 1;
+                println!("    ✔ As expected: {}.", call.expect.describe());
+                print_wrapped("      ", &format!("Why it matters: {}", call.why));
+            }
+            Err(problem) => {
+                println!(
+                    "    ✘ NOT as expected: wanted {}; {problem}.",
+                    call.expect.describe()
+                );
+                self.failures.push(format!("{}: {problem}", call.title));
+            }
+        }
+    }
+}
+
+/// Prints an answer: status, the challenge of a refusal, the JSON of a success.
+fn show(reply: &Reply) {
+    println!("    ← {}", reply.status);
+    if let Some(challenge) = &reply.challenge {
+        println!("    ← WWW-Authenticate: {challenge}");
+    }
+    if reply.status.is_success() {
+        match serde_json::from_str::<Value>(&reply.body) {
+            Ok(json) => print_json("      ", &json),
+            Err(_) => println!("      {}", reply.body),
+        }
+    }
+}
+
+impl Expect<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Self::Identity { who, .. } => format!("200 OK with {who}'s identity"),
+            Self::Refusal { status, challenge } => {
+                let challenge = match challenge {
+                    Challenge::Bare => "a bare `WWW-Authenticate: Bearer`".to_owned(),
+                    Challenge::Error(code, None) => format!("error=\"{code}\""),
+                    Challenge::Error(code, Some(scope)) => {
+                        format!("error=\"{code}\" naming scope=\"{scope}\"")
+                    }
+                };
+                format!("{status} with {challenge}")
+            }
+        }
+    }
+
+    /// `Ok` when the reply is the expected one, else what differs.
+    fn judge(&self, reply: &Reply) -> Result<(), String> {
+        match self {
+            Self::Identity { who, thumbprint } => {
+                if reply.status != StatusCode::OK {
+                    return Err(format!("got {}", reply.status));
+                }
+                let body: Value = serde_json::from_str(&reply.body)
+                    .map_err(|e| format!("the body is not JSON: {e}"))?;
+                if body["thumbprint"] != *thumbprint {
+                    return Err(format!("the thumbprint is not {who}'s"));
+                }
+                if body["bound"] != true {
+                    return Err("the identity is not marked as bound".to_owned());
+                }
+                Ok(())
+            }
+            Self::Refusal { status, challenge } => {
+                if reply.status != *status {
+                    return Err(format!("got {}", reply.status));
+                }
+                let got = reply.challenge.as_deref().unwrap_or("");
+                let fits = match challenge {
+                    Challenge::Bare => got == "Bearer",
+                    Challenge::Error(code, scope) => {
+                        got.starts_with(&format!("Bearer error=\"{code}\""))
+                            && scope.is_none_or(|s| got.contains(&format!("scope=\"{s}\"")))
+                    }
+                };
+                if fits {
+                    Ok(())
+                } else {
+                    Err(format!("got the challenge `{got}`"))
+                }
+            }
+        }
+    }
+}
+
+// === Small helpers =======================================================================
+
+/// A JWT's header and claims. Both are plain base64url JSON: a JWT is signed, not
+/// encrypted, which is why the token must be kept secret rather than its contents.
+fn decode_jwt(token: &str) -> Result<(Value, Value), BoxError> {
+    let mut parts = token.split('.');
+    let mut segment = || -> Result<Value, BoxError> {
+        let text = parts.next().ok_or("not a JWT")?;
+        Ok(serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text)?)?)
+    };
+    Ok((segment()?, segment()?))
+}
+
+/// `text` in lines of at most [`WIDTH`] columns, each starting with `indent`.
+fn print_wrapped(indent: &str, text: &str) {
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > WIDTH {
+            println!("{indent}{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        println!("{indent}{line}");
+    }
+}
+
+/// Pretty JSON, each line indented by `indent`.
+fn print_json(indent: &str, value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    for line in text.lines() {
+        println!("{indent}{line}");
+    }
+}
