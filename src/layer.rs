@@ -14,7 +14,7 @@ use tracing::{Instrument, field};
 
 use crate::binding::check_binding;
 use crate::config::{MtlsBoundTokenLayerBuilder, Policy};
-use crate::token::bearer_token;
+use crate::token::{KeySet, bearer_token};
 use crate::{AuthError, ClientIdentity};
 
 /// Lets through only requests whose access token is valid and bound to the client
@@ -53,6 +53,24 @@ impl MtlsBoundTokenLayer {
     /// Starts a configuration with strict defaults.
     pub fn builder() -> MtlsBoundTokenLayerBuilder {
         MtlsBoundTokenLayerBuilder::default()
+    }
+
+    /// The strict layer in one call: tokens from `issuer`, for `audience`, verified with
+    /// `keys`, bound to the connection's client certificate. Same as
+    /// `builder().issuer(..).audience(..).key_set(..).build()`.
+    ///
+    /// # Errors
+    /// [`ConfigError`](crate::ConfigError) when `issuer` or `audience` is empty.
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        keys: KeySet,
+    ) -> Result<Self, crate::ConfigError> {
+        Self::builder()
+            .issuer(issuer)
+            .audience(audience)
+            .key_set(keys)
+            .build()
     }
 
     pub(crate) fn from_policy(policy: Policy) -> Self {

@@ -36,9 +36,13 @@ impl TokenTypes {
         let Some(typ) = typ else {
             return false;
         };
-        let typ = typ.to_ascii_lowercase();
-        let typ = typ.strip_prefix("application/").unwrap_or(&typ);
-        typ == "at+jwt" || extra.iter().any(|t| t == typ)
+        // RFC 7515 §4.1.9: media types compare case-insensitively, and the
+        // "application/" prefix may be left out.
+        let typ = match typ.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+            _ => typ,
+        };
+        typ.eq_ignore_ascii_case("at+jwt") || extra.iter().any(|t| typ.eq_ignore_ascii_case(t))
     }
 }
 

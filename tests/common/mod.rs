@@ -77,12 +77,9 @@ impl World {
 
     /// The strict layer, verifying with this world's key.
     pub fn layer(&self) -> MtlsBoundTokenLayer {
-        MtlsBoundTokenLayer::builder()
-            .issuer(ISSUER)
-            .audience(AUDIENCE)
-            .jwks_json(self.jwks())
-            .build()
-            .expect("layer")
+        let keys =
+            mtls_bound_token::token::KeySet::from_jwks_json(self.jwks().as_bytes()).expect("jwks");
+        MtlsBoundTokenLayer::new(ISSUER, AUDIENCE, keys).expect("layer")
     }
 
     /// TLS requiring client certificates from this world's CA.
