@@ -50,7 +50,8 @@ fn pair(p: &(PathBuf, PathBuf)) -> Option<(&std::path::Path, &std::path::Path)> 
     Some((p.0.as_path(), p.1.as_path()))
 }
 
-fn start_tls(world: &World, f: &Files, extra: &[&str]) -> Running {
+/// The example on a free port with the world's keys, plus `extra` options.
+fn start_server(f: &Files, extra: &[&str]) -> Running {
     let mut args = vec![
         "--listen",
         "127.0.0.1:0",
@@ -60,21 +61,28 @@ fn start_tls(world: &World, f: &Files, extra: &[&str]) -> Running {
         ISSUER,
         "--audience",
         AUDIENCE,
+    ];
+    args.extend_from_slice(extra);
+    start(&example_binary("resource_server"), &args)
+}
+
+/// The same, terminating TLS with the world's server certificate.
+fn start_tls(f: &Files, extra: &[&str]) -> Running {
+    let mut args = vec![
         "--tls-cert",
         s(&f.server_cert),
         "--tls-key",
         s(&f.server_key),
     ];
     args.extend_from_slice(extra);
-    let _ = world;
-    start(&example_binary("resource_server"), &args)
+    start_server(f, &args)
 }
 
 #[test]
 fn mtls_contract_with_curl_and_python() {
     let world = World::new();
     let f = files(&world);
-    let server = start_tls(&world, &f, &["--client-ca", s(&f.ca)]);
+    let server = start_tls(&f, &["--client-ca", s(&f.ca)]);
     assert!(server.first_line.contains("listening on"));
     let url = |path: &str| format!("https://localhost:{}{path}", server.addr.port());
     let token = world.token_for_a("read");
@@ -157,7 +165,7 @@ fn mtls_contract_with_curl_and_python() {
 fn without_client_ca_any_certificate_binds_and_none_is_required() {
     let world = World::new();
     let f = files(&world);
-    let server = start_tls(&world, &f, &["--binding", "optional"]);
+    let server = start_tls(&f, &["--binding", "optional"]);
     let url = format!("https://localhost:{}/whoami", server.addr.port());
     let dir = tempfile::tempdir().unwrap();
     let own = Leaf::self_signed(&Subject::cn("workload"));
@@ -190,21 +198,7 @@ fn without_client_ca_any_certificate_binds_and_none_is_required() {
 fn plain_http_with_optional_binding() {
     let world = World::new();
     let f = files(&world);
-    let server = start(
-        &example_binary("resource_server"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--jwks",
-            s(&f.jwks),
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--binding",
-            "optional",
-        ],
-    );
+    let server = start_server(&f, &["--binding", "optional"]);
     let url = format!("http://127.0.0.1:{}/whoami", server.addr.port());
     let unbound = world
         .key
@@ -288,7 +282,7 @@ fn configuration_errors_stop_start_up_with_a_message() {
 fn sigterm_shuts_down_gracefully() {
     let world = World::new();
     let f = files(&world);
-    let mut server = start_tls(&world, &f, &["--client-ca", s(&f.ca)]);
+    let mut server = start_tls(&f, &["--client-ca", s(&f.ca)]);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()

@@ -49,14 +49,18 @@ impl Drop for Running {
     }
 }
 
-/// Starts `binary args...` and waits for its `listening on ADDR` line.
-pub fn start(binary: &Path, args: &[&str]) -> Running {
-    let mut child = Command::new(binary)
+fn spawn(binary: &Path, args: &[&str]) -> Child {
+    Command::new(binary)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start example");
+        .expect("start example")
+}
+
+/// Starts `binary args...` and waits for its `listening on ADDR` line.
+pub fn start(binary: &Path, args: &[&str]) -> Running {
+    let mut child = spawn(binary, args);
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
@@ -93,12 +97,7 @@ pub fn start(binary: &Path, args: &[&str]) -> Running {
 /// Runs `binary args...` that is expected to stop by itself (e.g. on a configuration
 /// error), with a time limit.
 pub fn run_to_end(binary: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(binary)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start example");
+    let mut child = spawn(binary, args);
     for _ in 0..300 {
         if child.try_wait().unwrap().is_some() {
             return child.wait_with_output().unwrap();
