@@ -49,6 +49,17 @@ pub enum ConfigError {
         "leeway of {0:?} is too large: at most {MAX_LEEWAY:?}; clocks that far apart need fixing, not tolerating"
     )]
     LeewayTooLarge(Duration),
+    /// A proxy certificate source that trusts no proxy.
+    #[error(
+        "no trusted proxy: call .trusted_proxy(\"10.0.0.5/32\".parse()?) with exactly the proxy's addresses"
+    )]
+    NoTrustedProxy,
+    /// Not a valid HTTP header name.
+    #[error("{0:?} is not a valid HTTP header name")]
+    InvalidHeaderName(String),
+    /// Not an `x5t#S256` thumbprint.
+    #[error("{0:?} is not an x5t#S256 thumbprint (base64url of a SHA-256, no padding)")]
+    InvalidThumbprint(String),
     /// A size limit of zero.
     #[error("max_authorization_len must be at least 1 byte")]
     ZeroAuthorizationLimit,

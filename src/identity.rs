@@ -67,7 +67,9 @@ impl ClientIdentity {
 
     /// The certificate's subject, RFC 4514.
     pub fn subject(&self) -> Option<&str> {
-        self.certificate().map(PeerCertificate::subject)
+        self.certificate()
+            .map(PeerCertificate::subject)
+            .filter(|subject| !subject.is_empty())
     }
 
     /// Whether the token is bound to the certificate (`cnf.x5t#S256` matched). `false`

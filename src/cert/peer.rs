@@ -122,6 +122,29 @@ impl PeerCertificate {
         })
     }
 
+    /// A certificate known only by what a trusted proxy says of it: the SHA-256 of its
+    /// DER and, if given, subject and SANs. Binding needs nothing more.
+    pub(crate) fn from_attested_hash(
+        hash: [u8; 32],
+        subject: Option<String>,
+        san_dns: Vec<String>,
+        san_uri: Vec<String>,
+    ) -> Self {
+        Self {
+            der: Vec::new(),
+            chain: Vec::new(),
+            thumbprint: URL_SAFE_NO_PAD.encode(hash),
+            thumbprint_bytes: hash,
+            subject: subject.unwrap_or_default(),
+            san_dns,
+            san_uri,
+            san_ip: Vec::new(),
+            san_email: Vec::new(),
+            not_before: SystemTime::UNIX_EPOCH,
+            not_after: SystemTime::UNIX_EPOCH,
+        }
+    }
+
     /// The RFC 8705 `x5t#S256` thumbprint: base64url, no padding.
     pub fn thumbprint(&self) -> &str {
         &self.thumbprint
@@ -157,7 +180,7 @@ impl PeerCertificate {
         &self.san_email
     }
 
-    /// Start of the validity period.
+    /// Start of the validity period (the epoch when only a hash was attested).
     pub fn not_before(&self) -> SystemTime {
         self.not_before
     }
@@ -167,9 +190,10 @@ impl PeerCertificate {
         self.not_after
     }
 
-    /// The leaf's DER.
-    pub fn der(&self) -> &[u8] {
-        &self.der
+    /// The leaf's DER; `None` when a proxy attested the certificate by its hash alone
+    /// (an Envoy `x-forwarded-client-cert` element with `Hash` but no `Cert`).
+    pub fn der(&self) -> Option<&[u8]> {
+        (!self.der.is_empty()).then_some(self.der.as_slice())
     }
 
     /// The certificates that came after the leaf (intermediates), DER, in the order sent.

@@ -1,0 +1,218 @@
+//! The certificate headers proxies send, one module per format.
+//!
+//! Each format turns the header's text into the DER certificates it carries (leaf
+//! first), or an error that says what is wrong with it. Adding a format is one file
+//! here and one arm in [`HeaderFormat`].
+
+mod aws_alb;
+mod caddy;
+mod haproxy;
+mod nginx;
+mod rfc9440;
+mod traefik;
+mod xfcc;
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderName;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::PeerCertificate;
+
+/// What a format found in the header.
+pub(crate) enum Forwarded {
+    /// Certificates, DER, leaf first.
+    Chain(Vec<Vec<u8>>),
+    /// A certificate already parsed (or attested by hash alone), e.g. from Envoy's XFCC.
+    Certificate(PeerCertificate),
+}
+
+/// Why a header value was refused; the text goes to the client as `error_description`.
+pub(crate) type FormatError = &'static str;
+
+/// How a proxy writes the client certificate into a request header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderFormat {
+    /// nginx `$ssl_client_escaped_cert`: percent-encoded PEM.
+    Nginx,
+    /// Envoy / Istio `x-forwarded-client-cert`: the last element's `Cert` (percent-encoded
+    /// PEM) and/or `Hash` (hex SHA-256 of the DER).
+    Xfcc,
+    /// RFC 9440 `Client-Cert: :base64-DER:` and `Client-Cert-Chain`.
+    Rfc9440,
+    /// Traefik `passTLSClientCert` with `pem: true`: base64 DER, comma-separated chain,
+    /// bare (Traefik 3) or percent-escaped (Traefik 2 up to 2.9.3).
+    Traefik,
+    /// HAProxy `%[ssl_c_der,base64]`, optionally in double quotes.
+    Haproxy,
+    /// AWS ALB mTLS: percent-encoded PEM (`+`, `=`, `/` left as they are), the chain in
+    /// passthrough mode, the leaf in `X-Amzn-Mtls-Clientcert-Leaf` in verify mode.
+    AwsAlb,
+    /// Caddy `{http.request.tls.client.certificate_der_base64}`: base64 DER.
+    Caddy,
+}
+
+impl HeaderFormat {
+    /// Every format, in the order of the command-line names.
+    pub const ALL: [HeaderFormat; 7] = [
+        Self::Nginx,
+        Self::Xfcc,
+        Self::Rfc9440,
+        Self::Traefik,
+        Self::Haproxy,
+        Self::AwsAlb,
+        Self::Caddy,
+    ];
+
+    /// The name used on command lines: `nginx`, `xfcc`, `rfc9440`, `traefik`, `haproxy`,
+    /// `aws-alb`, `caddy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Xfcc => "xfcc",
+            Self::Rfc9440 => "rfc9440",
+            Self::Traefik => "traefik",
+            Self::Haproxy => "haproxy",
+            Self::AwsAlb => "aws-alb",
+            Self::Caddy => "caddy",
+        }
+    }
+
+    /// The header this format is read from unless another is configured.
+    pub fn default_header(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            Self::Nginx | Self::Haproxy => "x-ssl-client-cert",
+            Self::Xfcc => "x-forwarded-client-cert",
+            Self::Rfc9440 => "client-cert",
+            Self::Traefik => "x-forwarded-tls-client-cert",
+            Self::AwsAlb => "x-amzn-mtls-clientcert",
+            Self::Caddy => "x-client-cert",
+        })
+    }
+
+    /// A second header read with the first: RFC 9440's `Client-Cert-Chain`.
+    pub(crate) fn companion_header(self) -> Option<HeaderName> {
+        match self {
+            Self::Rfc9440 => Some(HeaderName::from_static("client-cert-chain")),
+            _ => None,
+        }
+    }
+
+    /// A header read instead when the default one is absent: the ALB's verify mode.
+    pub(crate) fn alternative_header(self) -> Option<HeaderName> {
+        match self {
+            Self::AwsAlb => Some(HeaderName::from_static("x-amzn-mtls-clientcert-leaf")),
+            _ => None,
+        }
+    }
+
+    /// Reads the certificate from the header's value (and the companion header's).
+    pub(crate) fn parse(
+        self,
+        value: &str,
+        companion: Option<&str>,
+    ) -> Result<Forwarded, FormatError> {
+        match self {
+            Self::Nginx => nginx::parse(value),
+            Self::Xfcc => xfcc::parse(value),
+            Self::Rfc9440 => rfc9440::parse(value, companion),
+            Self::Traefik => traefik::parse(value),
+            Self::Haproxy => haproxy::parse(value),
+            Self::AwsAlb => aws_alb::parse(value),
+            Self::Caddy => caddy::parse(value),
+        }
+    }
+}
+
+impl fmt::Display for HeaderFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown format name.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "unknown certificate header format {0:?}: expected one of nginx, xfcc, rfc9440, traefik, haproxy, aws-alb, caddy"
+)]
+pub struct UnknownHeaderFormat(String);
+
+impl FromStr for HeaderFormat {
+    type Err = UnknownHeaderFormat;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| UnknownHeaderFormat(name.to_owned()))
+    }
+}
+
+/// Percent-decoding as URLs have it: `%XX` only. `+` stays `+` (never form decoding);
+/// a `%` not followed by two hex digits is an error rather than passed through.
+fn percent_decode(value: &str) -> Result<Vec<u8>, FormatError> {
+    let bytes = value.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            return Err("the certificate header has a bad percent-encoding");
+        }
+    }
+    Ok(percent_encoding::percent_decode(bytes).collect())
+}
+
+/// PEM certificates, leaf first.
+fn pem_chain(pem: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .map(|cert| cert.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "the certificate header is not valid PEM")?;
+    if chain.is_empty() {
+        return Err("the certificate header holds no PEM certificate");
+    }
+    Ok(chain)
+}
+
+/// Standard base64 (with padding) of one DER certificate.
+fn base64_der(value: &str) -> Result<Vec<u8>, FormatError> {
+    let value = value.trim_matches(|c: char| c == ' ' || c == '\t');
+    if value.is_empty() {
+        return Err("the certificate header holds an empty certificate");
+    }
+    STANDARD
+        .decode(value)
+        .map_err(|_| "the certificate header is not valid base64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for format in HeaderFormat::ALL {
+            assert_eq!(format.name().parse::<HeaderFormat>().unwrap(), format);
+        }
+        assert!(
+            "envoy"
+                .parse::<HeaderFormat>()
+                .unwrap_err()
+                .to_string()
+                .contains("aws-alb")
+        );
+    }
+
+    #[test]
+    fn percent_decoding_is_strict_and_keeps_plus() {
+        assert_eq!(percent_decode("a%2Bb+c%3D").unwrap(), b"a+b+c=");
+        assert!(percent_decode("a%2").is_err());
+        assert!(percent_decode("a%zz").is_err());
+    }
+}

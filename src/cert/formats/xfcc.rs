@@ -1,0 +1,215 @@
+//! Envoy / Istio `x-forwarded-client-cert`.
+//!
+//! Elements are separated by `,`, one per proxy hop; the last is the hop nearest to us.
+//! An element is `Key=Value` pairs separated by `;`; keys are case-insensitive; a value
+//! may be double-quoted, with `\"` and `\\` escapes, and then may contain `,` `;` `=`.
+//! `Cert` is the leaf and `Chain` the whole chain, percent-encoded PEM; `Hash` is the hex
+//! SHA-256 of the leaf's DER; `Subject`, `URI`, `DNS` describe the leaf.
+
+use std::borrow::Cow;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{FormatError, Forwarded, pem_chain, percent_decode};
+use crate::cert::PeerCertificate;
+
+#[derive(Default)]
+struct Element<'a> {
+    cert: Option<Cow<'a, str>>,
+    chain: Option<Cow<'a, str>>,
+    hash: Option<Cow<'a, str>>,
+    subject: Option<Cow<'a, str>>,
+    uri: Vec<String>,
+    dns: Vec<String>,
+}
+
+pub(super) fn parse(value: &str) -> Result<Forwarded, FormatError> {
+    let elements = split_outside_quotes(value, ',')?;
+    let last = elements.last().map(|e| e.trim()).unwrap_or_default();
+    if last.is_empty() {
+        return Err("the x-forwarded-client-cert element is empty");
+    }
+    let element = read_element(last)?;
+
+    let hash = match &element.hash {
+        Some(hex) => Some(
+            hex::decode(hex.as_ref())
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or("the x-forwarded-client-cert Hash is not a hex SHA-256")?,
+        ),
+        None => None,
+    };
+    let mut chain = match &element.chain {
+        Some(chain) => pem_chain(&percent_decode(chain)?)?,
+        None => Vec::new(),
+    };
+    if let Some(cert) = &element.cert {
+        let mut leaf = pem_chain(&percent_decode(cert)?)?;
+        leaf.truncate(1);
+        // `Chain` starts with the leaf too; keep it once.
+        if chain.first() == leaf.first() {
+            chain.remove(0);
+        }
+        leaf.append(&mut chain);
+        chain = leaf;
+    }
+
+    match (chain.first(), hash) {
+        (Some(leaf), Some(hash)) => {
+            let actual: [u8; 32] = Sha256::digest(leaf).into();
+            if !bool::from(actual.ct_eq(&hash)) {
+                return Err("the x-forwarded-client-cert Hash and Cert disagree");
+            }
+            Ok(Forwarded::Chain(chain))
+        }
+        (Some(_), None) => Ok(Forwarded::Chain(chain)),
+        (None, Some(hash)) => Ok(Forwarded::Certificate(PeerCertificate::from_attested_hash(
+            hash,
+            element.subject.map(Cow::into_owned),
+            element.dns,
+            element.uri,
+        ))),
+        (None, None) => Err("the x-forwarded-client-cert element has no Cert, Chain or Hash"),
+    }
+}
+
+fn read_element(element: &str) -> Result<Element<'_>, FormatError> {
+    let mut out = Element::default();
+    for pair in split_outside_quotes(element, ';')? {
+        let pair = pair.trim();
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or("an x-forwarded-client-cert pair has no '='")?;
+        let value = unquote(value.trim())?;
+        match key.trim().to_ascii_lowercase().as_str() {
+            "cert" => once(&mut out.cert, value)?,
+            "chain" => once(&mut out.chain, value)?,
+            "hash" => once(&mut out.hash, value)?,
+            "subject" => once(&mut out.subject, value)?,
+            "uri" => out.uri.push(value.into_owned()),
+            "dns" => out.dns.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn once<'a>(slot: &mut Option<Cow<'a, str>>, value: Cow<'a, str>) -> Result<(), FormatError> {
+    if slot.replace(value).is_some() {
+        Err("the x-forwarded-client-cert element repeats Cert, Chain, Hash or Subject")
+    } else {
+        Ok(())
+    }
+}
+
+/// Splits on `separator` where it stands outside double quotes.
+fn split_outside_quotes(text: &str, separator: char) -> Result<Vec<&str>, FormatError> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("the x-forwarded-client-cert header has an unterminated quote");
+    }
+    parts.push(&text[start..]);
+    Ok(parts)
+}
+
+/// A value as written, or the content of its quotes with `\"` and `\\` unescaped.
+fn unquote(value: &str) -> Result<Cow<'_, str>, FormatError> {
+    let Some(inner) = value.strip_prefix('"') else {
+        if value.contains('"') {
+            return Err("an x-forwarded-client-cert value has a stray quote");
+        }
+        return Ok(Cow::Borrowed(value));
+    };
+    let inner = inner
+        .strip_suffix('"')
+        .ok_or("an x-forwarded-client-cert value has an unterminated quote")?;
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.push(
+                chars
+                    .next()
+                    .ok_or("an x-forwarded-client-cert value ends in '\\'")?,
+            );
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_respecting_quotes() {
+        let parts =
+            split_outside_quotes(r#"By=a;Subject="CN=x,O=\"y;z\"";URI=u,Hash=00"#, ',').unwrap();
+        assert_eq!(parts, [r#"By=a;Subject="CN=x,O=\"y;z\"";URI=u"#, "Hash=00"]);
+        assert!(split_outside_quotes(r#"Subject="open"#, ',').is_err());
+    }
+
+    #[test]
+    fn reads_the_last_element_with_hash_only() {
+        let hash = "ab".repeat(32);
+        let value = format!(
+            r#"Hash={};By=x,Hash={hash};Subject="CN=c,O=\"Q, Inc\"";URI=spiffe://a/b;DNS=c.example;DNS=d.example"#,
+            "00".repeat(32)
+        );
+        let Ok(Forwarded::Certificate(cert)) = parse(&value) else {
+            panic!("hash-only element");
+        };
+        assert_eq!(cert.thumbprint_bytes(), &[0xab; 32]);
+        assert_eq!(cert.subject(), "CN=c,O=\"Q, Inc\"");
+        assert_eq!(cert.san_uri(), ["spiffe://a/b"]);
+        assert_eq!(cert.san_dns(), ["c.example", "d.example"]);
+        assert!(cert.der().is_none());
+    }
+
+    #[test]
+    fn refuses_malformed_elements() {
+        let hash = "ab".repeat(32);
+        for bad in [
+            String::new(),
+            " ".into(),
+            "By=x,".into(),
+            "By=x".into(),
+            "Hash=zz".into(),
+            format!("Hash={hash};Hash={hash}"),
+            format!("hash={hash};HASH={hash}"),
+            "Cert=abc;Cert=abc".into(),
+            "Cert=%zz".into(),
+            "Cert=not-pem".into(),
+            "Hash".into(),
+            format!("Hash=\"{hash}"),
+            format!("Hash={hash}\""),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The client certificate as a trusted proxy forwards it in a header (RFC 8705 §6.5).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Extensions, HeaderMap, HeaderName};
+use ipnet::IpNet;
+use subtle::ConstantTimeEq;
+
+use super::formats::Forwarded;
+use super::{ClientCertificateSource, HeaderFormat, PeerCertificate};
+use crate::{AuthError, ConfigError, ConnectionInfo};
+
+/// The default bound on a certificate header's size.
+pub const DEFAULT_MAX_HEADER_LEN: usize = 16 * 1024;
+/// The default number of parsed header values kept.
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
+
+/// Reads the client certificate from a proxy's header, but only on requests whose TCP
+/// peer is a trusted proxy (by address, or by the proxy's own mTLS certificate).
+///
+/// - From a trusted proxy: the header is the client's certificate; without the header
+///   the request has none. The connection's own TLS certificate is the proxy's, so it
+///   is never used.
+/// - From anyone else: the header is ignored (logged at debug) and the connection's
+///   handshake certificate is used, if any. Direct clients and proxied ones can share a
+///   listener.
+/// - A header that appears twice, is too large, or cannot be read answers 400.
+///
+/// ```
+/// use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
+///
+/// let source = ProxyCertificate::builder(HeaderFormat::Nginx)
+///     .trusted_proxy("10.0.0.5/32".parse()?)
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ProxyCertificate {
+    proxies: Vec<IpNet>,
+    proxy_thumbprints: Vec<[u8; 32]>,
+    proxy_subjects: Vec<String>,
+    format: HeaderFormat,
+    header: HeaderName,
+    alternative: Option<HeaderName>,
+    companion: Option<HeaderName>,
+    max_len: usize,
+    cache: Option<quick_cache::sync::Cache<String, Arc<PeerCertificate>>>,
+}
+
+impl std::fmt::Debug for ProxyCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyCertificate")
+            .field("proxies", &self.proxies)
+            .field("format", &self.format)
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`ProxyCertificate`].
+pub struct ProxyCertificateBuilder {
+    proxies: Vec<IpNet>,
+    proxy_thumbprints: Vec<String>,
+    proxy_subjects: Vec<String>,
+    format: HeaderFormat,
+    header: Option<String>,
+    max_len: usize,
+    cache_capacity: usize,
+}
+
+impl ProxyCertificate {
+    /// Starts a configuration for headers in `format`.
+    pub fn builder(format: HeaderFormat) -> ProxyCertificateBuilder {
+        ProxyCertificateBuilder {
+            proxies: Vec::new(),
+            proxy_thumbprints: Vec::new(),
+            proxy_subjects: Vec::new(),
+            format,
+            header: None,
+            max_len: DEFAULT_MAX_HEADER_LEN,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+
+    fn is_trusted(&self, connection: &ConnectionInfo) -> bool {
+        let ip = connection.remote_addr().ip().to_canonical();
+        if self.proxies.iter().any(|net| net.contains(&ip)) {
+            return true;
+        }
+        let Some(cert) = connection.client_certificate() else {
+            return false;
+        };
+        let by_thumbprint = self
+            .proxy_thumbprints
+            .iter()
+            .fold(subtle::Choice::from(0), |found, t| {
+                found | t.ct_eq(cert.thumbprint_bytes())
+            });
+        bool::from(by_thumbprint)
+            || (!cert.subject().is_empty()
+                && self.proxy_subjects.iter().any(|s| s == cert.subject()))
+    }
+
+    /// The certificate in the headers of a request from a trusted proxy.
+    fn from_headers(&self, headers: &HeaderMap) -> Result<Option<Arc<PeerCertificate>>, AuthError> {
+        let mut value = self.single(headers, &self.header)?;
+        if let (None, Some(alternative)) = (value, &self.alternative) {
+            value = self.single(headers, alternative)?;
+        } else if let Some(alternative) = &self.alternative
+            && headers.contains_key(alternative)
+        {
+            return Err(AuthError::invalid_request(
+                "the request carries both client certificate headers of the load balancer",
+            ));
+        }
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let companion = match &self.companion {
+            Some(name) => self.single(headers, name)?,
+            None => None,
+        };
+        if value.trim().is_empty() {
+            return Err(AuthError::invalid_request(
+                "the client certificate header is empty",
+            ));
+        }
+
+        // Header values cannot contain '\n', so it separates the two unambiguously.
+        let key = match companion {
+            Some(companion) => format!("{value}\n{companion}"),
+            None => value.to_owned(),
+        };
+        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(key.as_str())) {
+            return Ok(Some(cached));
+        }
+        let certificate = match self.format.parse(value, companion) {
+            Ok(Forwarded::Chain(chain)) => PeerCertificate::from_chain(chain).map_err(|_| {
+                AuthError::invalid_request(
+                    "the client certificate header holds no valid certificate",
+                )
+            })?,
+            Ok(Forwarded::Certificate(certificate)) => certificate,
+            Err(description) => return Err(AuthError::invalid_request(description)),
+        };
+        let certificate = Arc::new(certificate);
+        if let Some(cache) = &self.cache {
+            cache.insert(key, Arc::clone(&certificate));
+        }
+        Ok(Some(certificate))
+    }
+
+    /// The one value of `name`, bounded and ASCII.
+    fn single<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        name: &HeaderName,
+    ) -> Result<Option<&'h str>, AuthError> {
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(AuthError::invalid_request(
+                "the client certificate header appears more than once",
+            ));
+        }
+        if value.len() > self.max_len {
+            return Err(AuthError::invalid_request(
+                "the client certificate header is too large",
+            ));
+        }
+        value
+            .to_str()
+            .map(Some)
+            .map_err(|_| AuthError::invalid_request("the client certificate header is not ASCII"))
+    }
+}
+
+impl ClientCertificateSource for ProxyCertificate {
+    fn client_certificate(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<Option<Arc<PeerCertificate>>, AuthError> {
+        let Some(ConnectInfo(connection)) = extensions.get::<ConnectInfo<ConnectionInfo>>() else {
+            // Without the peer address nobody can be trusted: fail closed.
+            tracing::debug!("no ConnectInfo<ConnectionInfo>: certificate headers ignored");
+            return Ok(None);
+        };
+        if self.is_trusted(connection) {
+            return self.from_headers(headers);
+        }
+        if headers.contains_key(&self.header)
+            || self
+                .alternative
+                .as_ref()
+                .is_some_and(|h| headers.contains_key(h))
+        {
+            tracing::debug!(
+                peer = %connection.remote_addr(),
+                header = %self.header,
+                "certificate header from an untrusted peer ignored"
+            );
+        }
+        Ok(connection.client_certificate().cloned())
+    }
+}
+
+impl ProxyCertificateBuilder {
+    /// Trusts requests whose TCP peer is inside `net`. Make it exactly the proxy's
+    /// addresses: anything inside can claim any certificate by sending the header.
+    pub fn trusted_proxy(mut self, net: IpNet) -> Self {
+        self.proxies.push(net.trunc());
+        self
+    }
+
+    /// Trusts a single address.
+    pub fn trusted_proxy_addr(self, ip: IpAddr) -> Self {
+        self.trusted_proxy(IpNet::from(ip))
+    }
+
+    /// Trusts requests on connections whose own mTLS client certificate (the proxy's)
+    /// has this `x5t#S256` thumbprint.
+    pub fn trusted_proxy_certificate(mut self, thumbprint: impl Into<String>) -> Self {
+        self.proxy_thumbprints.push(thumbprint.into());
+        self
+    }
+
+    /// Trusts requests on connections whose mTLS client certificate has this subject
+    /// (RFC 4514). Only meaningful when the TLS layer validates client chains against a
+    /// CA that issues nothing else under that name.
+    pub fn trusted_proxy_subject(mut self, subject: impl Into<String>) -> Self {
+        self.proxy_subjects.push(subject.into());
+        self
+    }
+
+    /// Reads this header instead of the format's default.
+    pub fn header(mut self, name: impl Into<String>) -> Self {
+        self.header = Some(name.into());
+        self
+    }
+
+    /// Largest header value parsed; default 16 KiB. Larger → 400.
+    pub fn max_header_len(mut self, bytes: usize) -> Self {
+        self.max_len = bytes;
+        self
+    }
+
+    /// How many distinct header values keep their parsed certificate; default 1024,
+    /// 0 turns the cache off.
+    pub fn cache_capacity(mut self, entries: usize) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when no proxy is trusted, a header name or thumbprint is invalid,
+    /// or the size bound is zero.
+    pub fn build(self) -> Result<ProxyCertificate, ConfigError> {
+        if self.proxies.is_empty()
+            && self.proxy_thumbprints.is_empty()
+            && self.proxy_subjects.is_empty()
+        {
+            return Err(ConfigError::NoTrustedProxy);
+        }
+        if self.max_len == 0 {
+            return Err(ConfigError::Empty("the certificate header size bound"));
+        }
+        let header = match self.header {
+            Some(name) => HeaderName::try_from(name.as_str())
+                .map_err(|_| ConfigError::InvalidHeaderName(name))?,
+            None => self.format.default_header(),
+        };
+        // The verify-mode header of the ALB is read only with the default header name.
+        let alternative = self
+            .format
+            .alternative_header()
+            .filter(|_| header == self.format.default_header());
+        let proxy_thumbprints = self
+            .proxy_thumbprints
+            .iter()
+            .map(|t| {
+                URL_SAFE_NO_PAD
+                    .decode(t)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| ConfigError::InvalidThumbprint(t.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ProxyCertificate {
+            proxies: self.proxies,
+            proxy_thumbprints,
+            proxy_subjects: self.proxy_subjects,
+            format: self.format,
+            companion: self.format.companion_header(),
+            alternative,
+            header,
+            max_len: self.max_len,
+            cache: (self.cache_capacity > 0)
+                .then(|| quick_cache::sync::Cache::new(self.cache_capacity)),
+        })
+    }
+}
