@@ -61,8 +61,8 @@ pub enum ConfigError {
     #[error("{0:?} is not an x5t#S256 thumbprint (base64url of a SHA-256, no padding)")]
     InvalidThumbprint(String),
     /// A size limit of zero.
-    #[error("max_authorization_len must be at least 1 byte")]
-    ZeroAuthorizationLimit,
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
 }
 
 enum Keys {
@@ -246,7 +246,7 @@ impl MtlsBoundTokenLayerBuilder {
             return Err(ConfigError::LeewayTooLarge(self.leeway));
         }
         if self.max_authorization_len == 0 {
-            return Err(ConfigError::ZeroAuthorizationLimit);
+            return Err(ConfigError::Zero("max_authorization_len"));
         }
         let keys: Arc<dyn KeySource> = match self.keys {
             Keys::None => return Err(ConfigError::MissingKeys),

@@ -270,7 +270,7 @@ impl ProxyCertificateBuilder {
             return Err(ConfigError::NoTrustedProxy);
         }
         if self.max_len == 0 {
-            return Err(ConfigError::Empty("the certificate header size bound"));
+            return Err(ConfigError::Zero("max_header_len"));
         }
         let header = match self.header {
             Some(name) => HeaderName::try_from(name.as_str())

@@ -118,6 +118,12 @@ pub struct TestServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl TestServer {
+    pub fn new(addr: SocketAddr, task: tokio::task::JoinHandle<()>) -> Self {
+        Self { addr, task }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
