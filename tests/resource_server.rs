@@ -263,6 +263,49 @@ fn configuration_errors_stop_start_up_with_a_message() {
             vec!["--jwks", s(&f.jwks), "--listen", "not-an-address"],
             "not-an-address",
         ),
+        (
+            vec!["--jwks", s(&f.jwks), "--trusted-proxy", "10.0.0.0/8"],
+            "--cert-header-format",
+        ),
+        (
+            vec!["--jwks", s(&f.jwks), "--cert-header-format", "nginx"],
+            "--trusted-proxy",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--trusted-proxy",
+                "nonsense",
+                "--cert-header-format",
+                "nginx",
+            ],
+            "nonsense",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--trusted-proxy",
+                "127.0.0.1",
+                "--cert-header-format",
+                "envoy",
+            ],
+            "envoy",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--trusted-proxy",
+                "127.0.0.1",
+                "--cert-header-format",
+                "nginx",
+                "--cert-header",
+                "bad header",
+            ],
+            "bad header",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args: Vec<&str> = base.to_vec();
@@ -296,4 +339,106 @@ fn sigterm_shuts_down_gracefully() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("the server did not stop within 10 s of SIGTERM");
+}
+
+/// curl with extra request headers.
+fn curl_with(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+    token: &str,
+    header: &str,
+) -> u16 {
+    let mut command = std::process::Command::new("curl");
+    command.args([
+        "--silent",
+        "--output",
+        "/dev/null",
+        "--max-time",
+        "10",
+        "--write-out",
+        "%{http_code}",
+    ]);
+    if let Some(ca) = ca {
+        command.arg("--cacert").arg(ca);
+    }
+    if let Some((cert, key)) = client {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    command.args([
+        "--header",
+        &format!("Authorization: Bearer {token}"),
+        "--header",
+        header,
+        url,
+    ]);
+    let output = command.output().expect("curl");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn proxy_mode_over_plain_http_and_over_mtls() {
+    use base64::Engine;
+    let world = World::new();
+    let f = files(&world);
+    let token = world.token_for_a("read");
+    let a_der = base64::engine::general_purpose::STANDARD.encode(&world.a.cert_der);
+
+    let plain = start_server(
+        &f,
+        &[
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--cert-header-format",
+            "caddy",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/whoami", plain.addr.port());
+    assert_eq!(
+        curl_with(&url, None, None, &token, &format!("X-Client-Cert: {a_der}")),
+        200
+    );
+    assert_eq!(
+        curl_with(&url, None, None, &token, "X-Other: 1"),
+        401,
+        "no header, no certificate"
+    );
+    assert_eq!(
+        curl_with(&url, None, None, &token, "X-Client-Cert: AAAA"),
+        400
+    );
+
+    // Over mTLS, the proxy authenticates with its own certificate and forwards A's.
+    let tls = start_tls(
+        &f,
+        &[
+            "--client-ca",
+            s(&f.ca),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--cert-header-format",
+            "haproxy",
+            "--cert-header",
+            "X-Client-Der",
+        ],
+    );
+    let url = format!("https://localhost:{}/whoami", tls.addr.port());
+    assert_eq!(
+        curl_with(
+            &url,
+            Some(&f.ca),
+            pair(&f.b),
+            &token,
+            &format!("X-Client-Der: \"{a_der}\"")
+        ),
+        200
+    );
+    assert_eq!(
+        curl_with(&url, Some(&f.ca), pair(&f.a), &token, "X-Other: 1"),
+        401,
+        "the proxy's own certificate is never the client's"
+    );
 }
