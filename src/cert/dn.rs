@@ -1,96 +1,408 @@
-//! Distinguished names as RFC 4514 strings.
+//! Distinguished names: read from certificates, parsed from RFC 4514 strings, written
+//! as RFC 4514 strings, and compared as names (RFC 8705 §2.1.2 `tls_client_auth_subject_dn`).
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
+use std::str::FromStr;
 
-use x509_parser::der_parser::asn1_rs::ToDer;
+use x509_parser::der_parser::asn1_rs::{Any, FromDer, Tag, ToDer};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
-/// RFC 4514 §2: RDNs in reverse order of the encoded sequence, separated by `,`;
-/// the attributes of a multi-valued RDN joined by `+`.
-pub(crate) fn rfc4514_string(name: &X509Name<'_>) -> String {
-    let rdns: Vec<_> = name.iter_rdn().collect();
-    let mut out = String::new();
-    for (i, rdn) in rdns.iter().rev().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for (j, attr) in rdn.iter().enumerate() {
-            if j > 0 {
-                out.push('+');
-            }
-            push_attribute(&mut out, attr);
-        }
-    }
-    out
+/// The longest RFC 4514 string parsed; registered DNs are short.
+const MAX_DN_LEN: usize = 4096;
+
+/// A distinguished name, RDNs in RFC 4514 order (the reverse of the encoded sequence:
+/// `CN=client,O=Example` has the CN first).
+///
+/// Equality is name equality, not string equality: attribute types by OID (`CN`, `cn`
+/// and `2.5.4.3` are one type), values without leading, trailing or repeated spaces and
+/// case-insensitively (the `caseIgnoreMatch` of RFC 4517 that these attributes use),
+/// the attributes of a multi-valued RDN in any order, the RDNs in their order.
+#[derive(Debug, Clone)]
+pub struct DistinguishedName {
+    rdns: Vec<Vec<Attribute>>,
 }
 
-fn push_attribute(out: &mut String, attr: &AttributeTypeAndValue<'_>) {
-    let oid = attr.attr_type().to_id_string();
-    out.push_str(short_name(&oid).unwrap_or(&oid));
-    out.push('=');
-    match attr.as_str() {
-        Ok(value) => push_escaped(out, value),
-        // RFC 4514 §2.4: a value that is not a string is written as `#` and the hex of
-        // its BER encoding.
-        Err(_) => {
-            out.push('#');
-            let der = attr.attr_value().to_der_vec().unwrap_or_default();
-            for byte in der {
-                let _ = write!(out, "{byte:02x}");
-            }
+#[derive(Debug, Clone)]
+struct Attribute {
+    /// Dotted OID.
+    oid: String,
+    value: Value,
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Text(String),
+    /// The DER encoding of a value that is not a string.
+    Der(Vec<u8>),
+}
+
+/// Why a string is not an RFC 4514 distinguished name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an RFC 4514 distinguished name: {0}")]
+pub struct DnParseError(&'static str);
+
+/// Short names and the OIDs they stand for: RFC 4514 §3, and a few more in common use.
+const SHORT_NAMES: [(&str, &str); 13] = [
+    ("CN", "2.5.4.3"),
+    ("L", "2.5.4.7"),
+    ("ST", "2.5.4.8"),
+    ("O", "2.5.4.10"),
+    ("OU", "2.5.4.11"),
+    ("C", "2.5.4.6"),
+    ("STREET", "2.5.4.9"),
+    ("DC", "0.9.2342.19200300.100.1.25"),
+    ("UID", "0.9.2342.19200300.100.1.1"),
+    ("SERIALNUMBER", "2.5.4.5"),
+    ("EMAILADDRESS", "1.2.840.113549.1.9.1"),
+    ("GIVENNAME", "2.5.4.42"),
+    ("SURNAME", "2.5.4.4"),
+];
+
+/// Only RFC 4514's own short names are written; the rest as OIDs, which any reader
+/// understands.
+const WRITTEN_SHORT_NAMES: usize = 9;
+
+impl DistinguishedName {
+    pub(crate) fn from_x509(name: &X509Name<'_>) -> Self {
+        let mut rdns: Vec<Vec<Attribute>> = name
+            .iter_rdn()
+            .map(|rdn| rdn.iter().map(Attribute::from_x509).collect())
+            .collect();
+        rdns.reverse();
+        Self { rdns }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self { rdns: Vec::new() }
+    }
+
+    /// Whether this is the empty name.
+    pub fn is_empty(&self) -> bool {
+        self.rdns.is_empty()
+    }
+}
+
+impl Attribute {
+    fn from_x509(attr: &AttributeTypeAndValue<'_>) -> Self {
+        let oid = attr.attr_type().to_id_string();
+        let value = match attr.as_str() {
+            Ok(text) => Value::Text(text.to_owned()),
+            Err(_) => value_of_any(attr.attr_value()),
+        };
+        Self { oid, value }
+    }
+}
+
+/// A string value of any ASN.1 string type, else the DER.
+fn value_of_any(any: &Any<'_>) -> Value {
+    let data = any.as_bytes();
+    let text = match any.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::NumericString
+        | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_owned),
+        // T.61 in practice carries Latin-1.
+        Tag::TeletexString => Some(data.iter().map(|b| char::from(*b)).collect()),
+        Tag::BmpString if data.len() % 2 == 0 => {
+            let units: Vec<u16> = data
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        _ => None,
+    };
+    match text {
+        Some(text) => Value::Text(text),
+        None => Value::Der(any.to_der_vec().unwrap_or_default()),
+    }
+}
+
+impl PartialEq for DistinguishedName {
+    fn eq(&self, other: &Self) -> bool {
+        self.rdns.len() == other.rdns.len()
+            && self
+                .rdns
+                .iter()
+                .zip(&other.rdns)
+                .all(|(a, b)| same_rdn(a, b))
+    }
+}
+
+impl Eq for DistinguishedName {}
+
+/// Multi-valued RDNs compare as sets.
+fn same_rdn(a: &[Attribute], b: &[Attribute]) -> bool {
+    let key = |rdn: &[Attribute]| {
+        let mut keys: Vec<(String, Comparable)> = rdn
+            .iter()
+            .map(|attr| (attr.oid.clone(), attr.value.comparable()))
+            .collect();
+        keys.sort();
+        keys
+    };
+    a.len() == b.len() && key(a) == key(b)
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Comparable {
+    Text(String),
+    Der(Vec<u8>),
+}
+
+impl Value {
+    fn comparable(&self) -> Comparable {
+        match self {
+            Self::Text(text) => Comparable::Text(
+                text.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase(),
+            ),
+            Self::Der(der) => Comparable::Der(der.clone()),
         }
     }
 }
 
-/// The short names RFC 4514 §3 lists; every other type is written as its dotted OID.
-pub(crate) fn short_name(oid: &str) -> Option<&'static str> {
-    Some(match oid {
-        "2.5.4.3" => "CN",
-        "2.5.4.7" => "L",
-        "2.5.4.8" => "ST",
-        "2.5.4.10" => "O",
-        "2.5.4.11" => "OU",
-        "2.5.4.6" => "C",
-        "2.5.4.9" => "STREET",
-        "0.9.2342.19200300.100.1.25" => "DC",
-        "0.9.2342.19200300.100.1.1" => "UID",
-        _ => return None,
-    })
+impl fmt::Display for DistinguishedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, rdn) in self.rdns.iter().enumerate() {
+            if i > 0 {
+                f.write_char(',')?;
+            }
+            for (j, attr) in rdn.iter().enumerate() {
+                if j > 0 {
+                    f.write_char('+')?;
+                }
+                let name = SHORT_NAMES[..WRITTEN_SHORT_NAMES]
+                    .iter()
+                    .find(|(_, oid)| *oid == attr.oid)
+                    .map_or(attr.oid.as_str(), |(name, _)| name);
+                write!(f, "{name}=")?;
+                match &attr.value {
+                    Value::Text(text) => write_escaped(f, text)?,
+                    Value::Der(der) => {
+                        f.write_char('#')?;
+                        for byte in der {
+                            write!(f, "{byte:02x}")?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// RFC 4514 §2.4 escaping of an attribute value.
-fn push_escaped(out: &mut String, value: &str) {
+fn write_escaped(f: &mut impl Write, value: &str) -> fmt::Result {
     let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {
         match c {
             '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
-                out.push('\\');
-                out.push(c);
+                f.write_char('\\')?;
+                f.write_char(c)?;
             }
-            '#' if i == 0 => out.push_str("\\#"),
-            ' ' if i == 0 || i == last => out.push_str("\\ "),
-            '\0' => out.push_str("\\00"),
-            c => out.push(c),
+            '#' if i == 0 => f.write_str("\\#")?,
+            ' ' if i == 0 || i == last => f.write_str("\\ ")?,
+            '\0' => f.write_str("\\00")?,
+            c => f.write_char(c)?,
         }
     }
+    Ok(())
+}
+
+impl FromStr for DistinguishedName {
+    type Err = DnParseError;
+
+    /// Parses an RFC 4514 string: `CN=client\, Inc.+UID=7,O=Example,1.2.3.4=#0403414243`.
+    /// Spaces around `,`, `+` and `=` are tolerated.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() > MAX_DN_LEN {
+            return Err(DnParseError("longer than 4096 bytes"));
+        }
+        let mut rdns = Vec::new();
+        let mut rest = text.trim_start();
+        if rest.is_empty() {
+            return Ok(Self { rdns });
+        }
+        loop {
+            let mut rdn = Vec::new();
+            loop {
+                let (attr, after) = parse_attribute(rest)?;
+                rdn.push(attr);
+                rest = after.trim_start();
+                match rest.chars().next() {
+                    Some('+') => rest = rest[1..].trim_start(),
+                    _ => break,
+                }
+            }
+            rdns.push(rdn);
+            match rest.chars().next() {
+                None => break,
+                Some(',') => rest = rest[1..].trim_start(),
+                Some(_) => return Err(DnParseError("expected ',' or '+' between attributes")),
+            }
+            if rest.is_empty() {
+                return Err(DnParseError("ends with ','"));
+            }
+        }
+        Ok(Self { rdns })
+    }
+}
+
+fn parse_attribute(text: &str) -> Result<(Attribute, &str), DnParseError> {
+    let (name, rest) = text
+        .split_once('=')
+        .ok_or(DnParseError("an attribute has no '='"))?;
+    let name = name.trim();
+    let oid = attribute_oid(name)?;
+    let rest = rest.trim_start();
+    let (value, rest) = if let Some(hex) = rest.strip_prefix('#') {
+        let end = hex
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(hex.len());
+        let der =
+            hex::decode(&hex[..end]).map_err(|_| DnParseError("a #hex value is not hex pairs"))?;
+        let (left, any) =
+            Any::from_der(&der).map_err(|_| DnParseError("a #hex value is not BER"))?;
+        if !left.is_empty() {
+            return Err(DnParseError("a #hex value has bytes after its BER value"));
+        }
+        (value_of_any(&any), &hex[end..])
+    } else {
+        parse_string(rest)?
+    };
+    Ok((Attribute { oid, value }, rest))
+}
+
+fn attribute_oid(name: &str) -> Result<String, DnParseError> {
+    if name.is_empty() {
+        return Err(DnParseError("an attribute type is empty"));
+    }
+    if let Some((_, oid)) = SHORT_NAMES
+        .iter()
+        .find(|(short, _)| short.eq_ignore_ascii_case(name))
+    {
+        return Ok((*oid).to_owned());
+    }
+    let name = name
+        .strip_prefix("OID.")
+        .or_else(|| name.strip_prefix("oid."))
+        .unwrap_or(name);
+    let numeric = name.split('.').all(|arc| {
+        !arc.is_empty()
+            && arc.bytes().all(|b| b.is_ascii_digit())
+            && (arc == "0" || !arc.starts_with('0'))
+    });
+    if numeric && name.contains('.') {
+        Ok(name.to_owned())
+    } else {
+        Err(DnParseError(
+            "an attribute type is neither a known short name nor an OID",
+        ))
+    }
+}
+
+/// A string value up to the next unescaped `,` or `+`; escapes `\c` and `\xx` honoured.
+fn parse_string(text: &str) -> Result<(Value, &str), DnParseError> {
+    let bytes = text.as_bytes();
+    let mut out: Vec<u8> = Vec::new();
+    // Trailing spaces are insignificant unless escaped.
+    let mut significant = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b',' | b'+' => break,
+            b'\\' => {
+                let next = *bytes
+                    .get(i + 1)
+                    .ok_or(DnParseError("a value ends in '\\'"))?;
+                if next.is_ascii_hexdigit() {
+                    let pair = text
+                        .get(i + 1..i + 3)
+                        .ok_or(DnParseError("a \\ escape is cut short"))?;
+                    out.push(
+                        u8::from_str_radix(pair, 16)
+                            .map_err(|_| DnParseError("a \\xx escape is not hex"))?,
+                    );
+                    i += 3;
+                } else if b" \"#+,;<=>\\".contains(&next) {
+                    out.push(next);
+                    i += 2;
+                } else {
+                    return Err(DnParseError(
+                        "a \\ escapes a character that needs no escaping",
+                    ));
+                }
+                significant = out.len();
+            }
+            b'"' | b';' | b'<' | b'>' | 0 => {
+                return Err(DnParseError("a value has an unescaped special character"));
+            }
+            b => {
+                out.push(b);
+                i += 1;
+                if b != b' ' {
+                    significant = out.len();
+                }
+            }
+        }
+    }
+    out.truncate(significant);
+    let value = String::from_utf8(out).map_err(|_| DnParseError("a value is not UTF-8"))?;
+    Ok((Value::Text(value), &text[i..]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn escaped(value: &str) -> String {
-        let mut out = String::new();
-        push_escaped(&mut out, value);
-        out
+    fn dn(text: &str) -> DistinguishedName {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
     #[test]
-    fn escapes_special_characters() {
-        assert_eq!(escaped("a,b+c"), "a\\,b\\+c");
-        assert_eq!(escaped("#x"), "\\#x");
-        assert_eq!(escaped(" padded "), "\\ padded\\ ");
-        assert_eq!(escaped("say \"hi\"; <ok>"), "say \\\"hi\\\"\\; \\<ok\\>");
-        assert_eq!(escaped("x#y"), "x#y");
+    fn names_compare_as_names() {
+        assert_eq!(dn("CN=client-a,O=Example"), dn("cn=client-a, o=Example"));
+        assert_eq!(
+            dn("CN=client-a,O=Example"),
+            dn("2.5.4.3=client-a,OID.2.5.4.10=Example")
+        );
+        assert_eq!(dn("CN=Client  A,O=Example"), dn("CN= client a ,O=EXAMPLE"));
+        assert_eq!(dn("CN=a+UID=7,O=x"), dn("UID=7+CN=a,O=x"));
+        assert_ne!(dn("CN=a,O=x"), dn("O=x,CN=a"));
+        assert_ne!(dn("CN=a,O=x"), dn("CN=a,O=x,C=US"));
+        assert_ne!(dn("CN=a+O=x"), dn("CN=a,O=x"));
+        assert_eq!(dn("CN=#0c0161,O=x"), dn("CN=a,O=x"));
+        assert_eq!(dn("CN=\\61\\2c b"), dn("CN=a\\, b"));
+    }
+
+    #[test]
+    fn an_escaped_comma_is_part_of_the_value() {
+        let spoof = dn("CN=evil\\,O=Example");
+        assert_eq!(spoof.rdns.len(), 1);
+        assert_ne!(spoof, dn("CN=evil,O=Example"));
+        assert_eq!(spoof.to_string(), "CN=evil\\,O=Example");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_dn() {
+        for bad in [
+            "CN", "=x", "XX=y", "CN=a,", "CN=a;O=b", "CN=\"q\"", "CN=a\\", "CN=\\zz", "1.2.=x",
+            "CN=#zz",
+        ] {
+            assert!(bad.parse::<DistinguishedName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn writes_rfc4514() {
+        assert_eq!(dn("cn=a\\+b,o=\\#x ").to_string(), "CN=a\\+b,O=\\#x");
+        assert_eq!(
+            dn("CN=\\ lead,EMAILADDRESS=a@b").to_string(),
+            "CN=\\ lead,1.2.840.113549.1.9.1=a@b"
+        );
     }
 }

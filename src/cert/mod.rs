@@ -8,11 +8,10 @@ mod peer;
 mod proxy;
 mod source;
 
+pub use dn::{DistinguishedName, DnParseError};
 pub use formats::{HeaderFormat, UnknownHeaderFormat};
 pub use peer::{CertificateError, PeerCertificate};
 pub use proxy::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_HEADER_LEN, ProxyCertificate, ProxyCertificateBuilder,
 };
 pub use source::{ClientCertificateSource, ConnectionCertificate};
-
-pub(crate) use dn::rfc4514_string;

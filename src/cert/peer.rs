@@ -41,6 +41,7 @@ pub struct PeerCertificate {
     thumbprint_bytes: [u8; 32],
     thumbprint: String,
     subject: String,
+    subject_name: super::DistinguishedName,
     san_dns: Vec<String>,
     san_uri: Vec<String>,
     san_ip: Vec<IpAddr>,
@@ -105,6 +106,7 @@ impl PeerCertificate {
             }
         }
 
+        let subject_name = super::DistinguishedName::from_x509(cert.subject());
         let thumbprint_bytes: [u8; 32] = Sha256::digest(der).into();
         let validity = cert.validity();
         Ok(Self {
@@ -112,7 +114,8 @@ impl PeerCertificate {
             chain: Vec::new(),
             thumbprint: URL_SAFE_NO_PAD.encode(thumbprint_bytes),
             thumbprint_bytes,
-            subject: super::rfc4514_string(cert.subject()),
+            subject: subject_name.to_string(),
+            subject_name,
             san_dns,
             san_uri,
             san_ip,
@@ -135,6 +138,10 @@ impl PeerCertificate {
             chain: Vec::new(),
             thumbprint: URL_SAFE_NO_PAD.encode(hash),
             thumbprint_bytes: hash,
+            subject_name: subject
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(super::DistinguishedName::empty),
             subject: subject.unwrap_or_default(),
             san_dns,
             san_uri,
@@ -158,6 +165,11 @@ impl PeerCertificate {
     /// The subject as an RFC 4514 string, e.g. `CN=client-a,O=Example`.
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+
+    /// The subject as a name, for comparing with a registered DN.
+    pub fn subject_name(&self) -> &super::DistinguishedName {
+        &self.subject_name
     }
 
     /// `dNSName` SANs.
