@@ -64,6 +64,7 @@
 
 mod binding;
 pub mod cert;
+pub mod client_auth;
 mod config;
 mod connection;
 mod crypto;

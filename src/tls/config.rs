@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
-use super::verifier::AnyCertificate;
+use super::verifier::{AnyCertificate, CaOrSelfSigned};
 
 /// The default time a client has to complete its TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,6 +95,17 @@ impl Pem {
         Ok(certs)
     }
 
+    fn roots(&self) -> Result<RootCertStore, TlsConfigError> {
+        let what = "client CA bundle";
+        let mut roots = RootCertStore::empty();
+        for cert in self.certificates(what)? {
+            roots
+                .add(cert)
+                .map_err(|e| self.error(what, format!("not a usable CA certificate: {e}")))?;
+        }
+        Ok(roots)
+    }
+
     fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
         let what = "server private key";
         let bytes = self.read(what)?;
@@ -111,6 +122,8 @@ enum ClientAuth {
     Unset,
     Ca(Pem),
     Any,
+    /// Token endpoints only: see `client_auth::token_endpoint_tls`.
+    CaOrSelfSigned(Pem),
 }
 
 /// Builds a [`TlsServerConfig`]. Strict by default: a client certificate is required and
@@ -171,6 +184,15 @@ impl TlsServerConfigBuilder {
         self
     }
 
+    /// For token endpoints (RFC 8705 §2.2): clients whose certificate chains to the CA
+    /// bundle, or is self-signed. Deliberately not public: only
+    /// [`token_endpoint_tls`](crate::client_auth::token_endpoint_tls) uses it, so that a
+    /// resource server cannot be configured this way by accident.
+    pub(crate) fn client_ca_or_self_signed_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.client_auth = ClientAuth::CaOrSelfSigned(Pem::Memory(pem.into()));
+        self
+    }
+
     /// **Weakens**: lets clients without a certificate complete the handshake; the
     /// layer then refuses their bound tokens, and accepts unbound ones only if told to.
     pub fn allow_anonymous_clients(mut self) -> Self {
@@ -217,15 +239,8 @@ impl TlsServerConfigBuilder {
             ClientAuth::Unset => return Err(TlsConfigError::NoClientAuth),
             ClientAuth::Any => AnyCertificate::new(&provider, !self.anonymous),
             ClientAuth::Ca(pem) => {
-                let what = "client CA bundle";
-                let mut roots = RootCertStore::empty();
-                for cert in pem.certificates(what)? {
-                    roots.add(cert).map_err(|e| {
-                        pem.error(what, format!("not a usable CA certificate: {e}"))
-                    })?;
-                }
                 let builder = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
+                    Arc::new(pem.roots()?),
                     Arc::clone(&provider),
                 );
                 let builder = if self.anonymous {
@@ -235,6 +250,10 @@ impl TlsServerConfigBuilder {
                 };
                 builder
                     .build()
+                    .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
+            }
+            ClientAuth::CaOrSelfSigned(pem) => {
+                CaOrSelfSigned::new(Arc::new(pem.roots()?), Arc::clone(&provider))
                     .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
             }
         };

@@ -71,3 +71,89 @@ impl ClientCertVerifier for AnyCertificate {
         self.algorithms.supported_schemes()
     }
 }
+
+/// For token endpoints (RFC 8705 §2): a client certificate that chains to the CA bundle
+/// (`tls_client_auth`), or one that is self-signed (`self_signed_tls_client_auth`, its
+/// own trust anchor). Everything else fails the handshake. Which of the two it was is
+/// decided again by the endpoint against the client's registration.
+#[derive(Debug)]
+pub(crate) struct CaOrSelfSigned {
+    ca: Arc<dyn ClientCertVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl CaOrSelfSigned {
+    pub(crate) fn new(
+        roots: Arc<rustls::RootCertStore>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Arc<Self>, rustls::server::VerifierBuilderError> {
+        let ca = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots,
+            Arc::clone(&provider),
+        )
+        .build()?;
+        Ok(Arc::new(Self { ca, provider }))
+    }
+}
+
+/// Whether `end_entity` is self-signed: it verifies as its own, only, trust anchor.
+pub(crate) fn is_self_signed(
+    end_entity: &CertificateDer<'_>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    now: UnixTime,
+) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    if roots.add(end_entity.clone().into_owned()).is_err() {
+        return false;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(provider),
+    )
+    .build()
+    .is_ok_and(|verifier| verifier.verify_client_cert(end_entity, &[], now).is_ok())
+}
+
+impl ClientCertVerifier for CaOrSelfSigned {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // No hints: a self-signed client must not be told to stay silent.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.ca.verify_client_cert(end_entity, intermediates, now) {
+            Ok(verified) => Ok(verified),
+            Err(_) if is_self_signed(end_entity, &self.provider, now) => {
+                Ok(ClientCertVerified::assertion())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.ca.supported_verify_schemes()
+    }
+}

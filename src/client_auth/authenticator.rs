@@ -1,0 +1,293 @@
+//! The registered clients, checked against the certificate of a token request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+
+use super::{ClientAuthMethod, ClientRegistration};
+use crate::cert::{ClientCertificateSource, ConnectionCertificate, PeerCertificate};
+
+/// A token request refused before a token is issued (RFC 6749 §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientAuthError {
+    /// 401 `invalid_client`: unknown client, no certificate, or one that does not fit
+    /// the registration.
+    #[error("invalid_client: {0}")]
+    InvalidClient(&'static str),
+    /// 400 `invalid_request`: certificate data that cannot be read.
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+}
+
+impl ClientAuthError {
+    /// The RFC 6749 error code.
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidRequest(_) => "invalid_request",
+        }
+    }
+}
+
+impl IntoResponse for ClientAuthError {
+    fn into_response(self) -> Response {
+        let (status, description) = match &self {
+            Self::InvalidClient(d) => (StatusCode::UNAUTHORIZED, (*d).to_owned()),
+            Self::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d.clone()),
+        };
+        let body =
+            serde_json::json!({"error": self.error_code(), "error_description": description});
+        let mut response = (status, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// The clients of a token endpoint and how their certificates are checked.
+pub struct ClientAuthenticator {
+    clients: HashMap<String, ClientRegistration>,
+    ca: Option<Arc<dyn ClientCertVerifier>>,
+    source: Arc<dyn ClientCertificateSource>,
+}
+
+impl std::fmt::Debug for ClientAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuthenticator")
+            .field("clients", &self.clients.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`ClientAuthenticator`].
+#[derive(Default)]
+pub struct ClientAuthenticatorBuilder {
+    clients: Vec<ClientRegistration>,
+    ca_pem: Option<Vec<u8>>,
+    source: Option<Arc<dyn ClientCertificateSource>>,
+}
+
+/// Why an authenticator cannot be built.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientAuthConfigError(String);
+
+impl ClientAuthenticator {
+    /// Starts a configuration.
+    pub fn builder() -> ClientAuthenticatorBuilder {
+        ClientAuthenticatorBuilder::default()
+    }
+
+    /// The registration of `client_id`, if any.
+    pub fn client(&self, client_id: &str) -> Option<&ClientRegistration> {
+        self.clients.get(client_id)
+    }
+
+    /// Authenticates `client_id` by `certificate`, the one of the token request.
+    ///
+    /// # Errors
+    /// [`ClientAuthError::InvalidClient`] when the client is unknown, presented no
+    /// certificate, or one that does not fit its registration (for `tls_client_auth`:
+    /// not chaining to the CA bundle, or without the registered identity).
+    pub fn authenticate(
+        &self,
+        client_id: &str,
+        certificate: Option<Arc<PeerCertificate>>,
+    ) -> Result<AuthenticatedClient, ClientAuthError> {
+        let registration = self
+            .clients
+            .get(client_id)
+            .ok_or(ClientAuthError::InvalidClient("unknown client"))?;
+        let certificate = certificate.ok_or(ClientAuthError::InvalidClient(
+            "no client certificate was presented",
+        ))?;
+        match registration.method() {
+            ClientAuthMethod::TlsClientAuth(identity) => {
+                if !self.chains_to_ca(&certificate) {
+                    return Err(ClientAuthError::InvalidClient(
+                        "the client certificate does not chain to a trusted CA",
+                    ));
+                }
+                if !identity.matches(&certificate) {
+                    return Err(ClientAuthError::InvalidClient(
+                        "the client certificate does not match the client's registration",
+                    ));
+                }
+            }
+            ClientAuthMethod::SelfSignedTlsClientAuth(_) => {
+                if !registration.is_registered_certificate(&certificate) {
+                    return Err(ClientAuthError::InvalidClient(
+                        "the client certificate is not one the client registered",
+                    ));
+                }
+            }
+        }
+        tracing::debug!(
+            client_id,
+            thumbprint = certificate.thumbprint(),
+            "client authenticated"
+        );
+        Ok(AuthenticatedClient {
+            registration: registration.clone(),
+            certificate,
+        })
+    }
+
+    /// Chain validation is the endpoint's own, whatever the TLS layer or a proxy did.
+    fn chains_to_ca(&self, certificate: &PeerCertificate) -> bool {
+        let (Some(ca), Some(leaf)) = (&self.ca, certificate.der()) else {
+            return false;
+        };
+        let intermediates: Vec<CertificateDer<'_>> = certificate
+            .chain_der()
+            .iter()
+            .map(|der| CertificateDer::from(der.as_slice()))
+            .collect();
+        ca.verify_client_cert(&CertificateDer::from(leaf), &intermediates, UnixTime::now())
+            .is_ok()
+    }
+}
+
+impl ClientAuthenticatorBuilder {
+    /// Registers a client.
+    pub fn register(mut self, client: ClientRegistration) -> Self {
+        self.clients.push(client);
+        self
+    }
+
+    /// The CA bundle (PEM) that `tls_client_auth` certificates must chain to.
+    pub fn client_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Where the request's certificate comes from; default: the TLS connection. A
+    /// [`ProxyCertificate`](crate::cert::ProxyCertificate) serves behind a proxy.
+    pub fn certificate_source(mut self, source: impl ClientCertificateSource) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// A duplicate `client_id`, a CA bundle without certificates, or `tls_client_auth`
+    /// clients without a CA bundle; the message names the client.
+    pub fn build(self) -> Result<ClientAuthenticator, ClientAuthConfigError> {
+        let ca = match &self.ca_pem {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert =
+                        cert.map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    crate::crypto::rustls_provider(),
+                )
+                .build()
+                .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
+                Some(verifier)
+            }
+            None => None,
+        };
+        let mut clients = HashMap::new();
+        for client in self.clients {
+            if ca.is_none() && matches!(client.method(), ClientAuthMethod::TlsClientAuth(_)) {
+                return Err(ClientAuthConfigError(format!(
+                    "client {:?} uses tls_client_auth, which needs a client CA bundle",
+                    client.client_id()
+                )));
+            }
+            let id = client.client_id().to_owned();
+            if clients.insert(id.clone(), client).is_some() {
+                return Err(ClientAuthConfigError(format!(
+                    "client {id:?} is registered twice"
+                )));
+            }
+        }
+        Ok(ClientAuthenticator {
+            clients,
+            ca,
+            source: self
+                .source
+                .unwrap_or_else(|| Arc::new(ConnectionCertificate)),
+        })
+    }
+}
+
+/// A client authenticated by its certificate.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedClient {
+    registration: ClientRegistration,
+    certificate: Arc<PeerCertificate>,
+}
+
+impl AuthenticatedClient {
+    /// The client's registration.
+    pub fn registration(&self) -> &ClientRegistration {
+        &self.registration
+    }
+
+    /// The certificate it authenticated with: the one to bind its tokens to.
+    pub fn certificate(&self) -> &PeerCertificate {
+        &self.certificate
+    }
+}
+
+/// The certificate of a token request, ready to authenticate a `client_id` from the
+/// request body. Needs `Arc<ClientAuthenticator>` in the router state.
+pub struct TlsClient {
+    certificate: Option<Arc<PeerCertificate>>,
+    authenticator: Arc<ClientAuthenticator>,
+}
+
+impl TlsClient {
+    /// See [`ClientAuthenticator::authenticate`].
+    ///
+    /// # Errors
+    /// [`ClientAuthError::InvalidClient`].
+    pub fn authenticate(&self, client_id: &str) -> Result<AuthenticatedClient, ClientAuthError> {
+        self.authenticator
+            .authenticate(client_id, self.certificate.clone())
+    }
+
+    /// The certificate of the request, before any client is authenticated.
+    pub fn certificate(&self) -> Option<&PeerCertificate> {
+        self.certificate.as_deref()
+    }
+}
+
+impl<S> FromRequestParts<S> for TlsClient
+where
+    Arc<ClientAuthenticator>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ClientAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let authenticator = Arc::<ClientAuthenticator>::from_ref(state);
+        let certificate = authenticator
+            .source
+            .client_certificate(&parts.headers, &parts.extensions)
+            .map_err(|e| ClientAuthError::InvalidRequest(e.description().into_owned()))?;
+        Ok(Self {
+            certificate,
+            authenticator,
+        })
+    }
+}
