@@ -107,6 +107,22 @@ impl Ca {
         self.issue(client_params(subject))
     }
 
+    /// A client certificate with an RSA-2048 key (the other leaves are P-256), for
+    /// certificates of a realistic size (about 1 KiB DER).
+    pub fn client_rsa(&self, subject: &Subject) -> Leaf {
+        let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+            .expect("RSA leaf key");
+        let cert = client_params(subject)
+            .signed_by(&key, &self.issuer)
+            .expect("leaf");
+        Leaf::new(
+            cert.pem(),
+            cert.der().to_vec(),
+            key.serialize_pem(),
+            &self.chain_pem,
+        )
+    }
+
     fn issue(&self, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf");

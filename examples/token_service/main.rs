@@ -1,0 +1,169 @@
+//! A minimal OAuth 2.0 authorization server for certificate-bound tokens: clients
+//! authenticate with their TLS certificate (RFC 8705 §2) and get ES256 access tokens
+//! bound to it (RFC 8705 §3, RFC 9068).
+//!
+//! ```text
+//! cargo run --release --example token_service -- \
+//!     --issuer https://127.0.0.1:9443 --audience https://api.example \
+//!     --tls-cert server.crt --tls-key server.key --client-ca clients-ca.crt \
+//!     --clients clients.toml
+//! ```
+
+mod service;
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ipnet::IpNet;
+use mtls_bound_token::ConnectionInfo;
+use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
+use mtls_bound_token::client_auth::{ClientAuthenticator, token_endpoint_tls};
+use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
+use service::{Settings, Signer, TokenService, load_clients};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Issue certificate-bound access tokens to clients that authenticate with their TLS certificate"
+)]
+struct Args {
+    /// Socket address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    listen: SocketAddr,
+    /// `iss` of issued tokens and of the metadata.
+    #[arg(long)]
+    issuer: String,
+    /// `aud` of issued tokens when the request names no `resource`.
+    #[arg(long)]
+    audience: String,
+    /// The service's TLS certificate chain (PEM).
+    #[arg(long)]
+    tls_cert: PathBuf,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long)]
+    tls_key: PathBuf,
+    /// CA bundle that tls_client_auth clients must chain to (PEM).
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// Registered clients (TOML).
+    #[arg(long)]
+    clients: PathBuf,
+    /// EC P-256 private key for ES256 (PEM); generated at start when absent.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    token_ttl: u64,
+    /// Token requests per minute per client certificate.
+    #[arg(long, default_value = "60")]
+    rate_limit: NonZeroU32,
+    /// Requests whose TCP peer is inside this CIDR may carry the client certificate in a
+    /// header. Repeatable.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net, requires = "cert_header_format")]
+    trusted_proxies: Vec<IpNet>,
+    /// The header the trusted proxy puts the certificate in.
+    #[arg(long, value_name = "NAME", requires = "cert_header_format")]
+    cert_header: Option<String>,
+    /// How the proxy writes the certificate: nginx, xfcc, rfc9440, traefik, haproxy,
+    /// aws-alb, caddy.
+    #[arg(long, value_name = "F", requires = "trusted_proxies")]
+    cert_header_format: Option<HeaderFormat>,
+}
+
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR such as 10.0.0.5/32 or fd00::/64"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let clients = load_clients(&args.clients)?;
+    let mut authenticator = ClientAuthenticator::builder();
+    let ca_pem = match &args.client_ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --client-ca {}: {e}", path.display()))?;
+            authenticator = authenticator.client_ca_pem(pem.clone());
+            Some(pem)
+        }
+        None => None,
+    };
+    for registration in clients.registrations {
+        authenticator = authenticator.register(registration);
+    }
+    if let Some(format) = args.cert_header_format {
+        let mut proxy = ProxyCertificate::builder(format);
+        for net in &args.trusted_proxies {
+            proxy = proxy.trusted_proxy(*net);
+        }
+        if let Some(header) = args.cert_header {
+            proxy = proxy.header(header);
+        }
+        authenticator = authenticator.certificate_source(proxy.build()?);
+    }
+    let authenticator = authenticator.build()?;
+
+    let signer = match &args.signing_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --signing-key {}: {e}", path.display()))?;
+            Signer::from_pem(&pem).map_err(|e| format!("--signing-key {}: {e}", path.display()))?
+        }
+        None => Signer::generate()?,
+    };
+    let settings = Settings {
+        issuer: args.issuer,
+        audience: args.audience,
+        token_ttl: Duration::from_secs(args.token_ttl),
+        rate_limit: args.rate_limit,
+        signer,
+        trusted_proxies: args.trusted_proxies,
+    };
+    let app = TokenService::new(settings, authenticator, clients.grant_types)
+        .router()
+        .into_make_service_with_connect_info::<ConnectionInfo>();
+
+    let tls = TlsServerConfig::builder()
+        .certificate_chain_pem_file(&args.tls_cert)
+        .private_key_pem_file(&args.tls_key);
+    let tls = match ca_pem {
+        Some(pem) => token_endpoint_tls(tls, pem)?,
+        // Only self-signed clients can authenticate; the endpoint checks each one.
+        None => tls.accept_any_client_certificate().build()?,
+    };
+    let listener = TlsListener::bind(args.listen, tls)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    {
+        use std::io::Write;
+        println!(
+            "listening on {} (https, token endpoint /token)",
+            listener.local_addr()
+        );
+        let _ = std::io::stdout().flush();
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}

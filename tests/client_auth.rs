@@ -1,0 +1,351 @@
+//! RFC 8705 §2 client authentication: every matching rule, the spoofing cases, and the
+//! token endpoint's TLS handshake policy.
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::pki::{Ca, Leaf, Subject};
+use common::*;
+use http::StatusCode;
+use mtls_bound_token::PeerCertificate;
+use mtls_bound_token::client_auth::{
+    ClientAuthError, ClientAuthenticator, ClientRegistration, ExpectedIdentity, token_endpoint_tls,
+};
+use mtls_bound_token::tls::TlsServerConfig;
+
+fn peer(leaf: &Leaf) -> Arc<PeerCertificate> {
+    Arc::new(PeerCertificate::from_der(&leaf.cert_der).unwrap())
+}
+
+fn authenticator(ca: &Ca, client: ClientRegistration) -> ClientAuthenticator {
+    ClientAuthenticator::builder()
+        .client_ca_pem(ca.cert_pem.clone())
+        .register(client)
+        .build()
+        .unwrap()
+}
+
+/// Whether `leaf` authenticates as a client registered with `identity`.
+fn accepted(ca: &Ca, identity: ExpectedIdentity, leaf: &Leaf) -> bool {
+    authenticator(ca, ClientRegistration::tls_client_auth("c", identity))
+        .authenticate("c", Some(peer(leaf)))
+        .is_ok()
+}
+
+fn dn(text: &str) -> ExpectedIdentity {
+    ExpectedIdentity::SubjectDn(text.parse().unwrap_or_else(|e| panic!("{text}: {e}")))
+}
+
+#[test]
+fn subject_dn_compares_names_not_strings() {
+    let ca = Ca::root("Clients CA");
+    let a = ca.client(&Subject {
+        org: Some("Example".into()),
+        ..Subject::cn("client-a")
+    });
+    for (registered, expected) in [
+        ("O=Example,CN=client-a", true),
+        ("o=Example, cn=client-a", true),
+        ("2.5.4.10=Example,2.5.4.3=client-a", true),
+        ("O=Example,CN=\\63lient-a", true),
+        ("O=Example,CN=  client-a ", true),
+        ("O=EXAMPLE,CN=Client-A", true),
+        ("CN=client-a,O=Example", false),
+        ("O=Example,CN=client-b", false),
+        ("CN=client-a", false),
+        ("O=Example+CN=client-a", false),
+        ("O=Example,CN=client-a,C=US", false),
+    ] {
+        assert_eq!(
+            accepted(&ca, dn(registered), &a),
+            expected,
+            "registered {registered}"
+        );
+    }
+}
+
+#[test]
+fn escaped_characters_and_the_comma_spoof() {
+    let ca = Ca::root("Clients CA");
+    // A CN that spells out another RDN must not pass for a DN with that RDN.
+    let spoof = ca.client(&Subject::cn("evil,O=Example"));
+    assert!(!accepted(&ca, dn("CN=evil,O=Example"), &spoof));
+    assert!(!accepted(&ca, dn("O=Example,CN=evil"), &spoof));
+    assert!(accepted(&ca, dn("CN=evil\\,O=Example"), &spoof));
+    assert!(accepted(&ca, dn("CN=evil\\2cO=Example"), &spoof));
+
+    let special = ca.client(&Subject::cn("a+b \"q\" <x>;#"));
+    assert!(accepted(
+        &ca,
+        dn("CN=a\\+b \\\"q\\\" \\<x\\>\\;#"),
+        &special
+    ));
+    assert!(!accepted(&ca, dn("CN=a+UID=b"), &special));
+}
+
+#[test]
+fn san_matching_by_type() {
+    let ca = Ca::root("Clients CA");
+    let a = ca.client(&Subject {
+        dns: vec!["client-a.example.org".into(), "*.pool.example.org".into()],
+        uri: vec![
+            "spiffe://example.org/client-a".into(),
+            "other.example.org".into(),
+        ],
+        ip: vec!["10.1.2.3".parse().unwrap(), "2001:db8::10".parse().unwrap()],
+        email: vec!["a@example.org".into()],
+        ..Subject::cn("dns-only.example.org")
+    });
+    let cases = [
+        (
+            ExpectedIdentity::SanDns("client-a.example.org".into()),
+            true,
+        ),
+        (
+            ExpectedIdentity::SanDns("CLIENT-A.Example.ORG".into()),
+            true,
+        ),
+        (ExpectedIdentity::SanDns("*.pool.example.org".into()), true),
+        (ExpectedIdentity::SanDns("x.pool.example.org".into()), false),
+        (
+            ExpectedIdentity::SanDns("client-a.example.org.".into()),
+            false,
+        ),
+        (
+            ExpectedIdentity::SanDns("dns-only.example.org".into()),
+            false,
+        ),
+        (ExpectedIdentity::SanDns("other.example.org".into()), false),
+        (
+            ExpectedIdentity::SanUri("spiffe://example.org/client-a".into()),
+            true,
+        ),
+        (
+            ExpectedIdentity::SanUri("SPIFFE://example.org/client-a".into()),
+            false,
+        ),
+        (
+            ExpectedIdentity::SanUri("client-a.example.org".into()),
+            false,
+        ),
+        (ExpectedIdentity::SanIp("10.1.2.3".parse().unwrap()), true),
+        (
+            ExpectedIdentity::SanIp("::ffff:10.1.2.3".parse().unwrap()),
+            false,
+        ),
+        (
+            ExpectedIdentity::SanIp("2001:0db8:0:0:0:0:0:0010".parse().unwrap()),
+            true,
+        ),
+        (ExpectedIdentity::SanIp("10.1.2.4".parse().unwrap()), false),
+        (ExpectedIdentity::SanEmail("a@example.org".into()), true),
+        (ExpectedIdentity::SanEmail("A@example.org".into()), false),
+        (
+            ExpectedIdentity::SanEmail("client-a.example.org".into()),
+            false,
+        ),
+    ];
+    for (identity, expected) in cases {
+        assert_eq!(
+            accepted(&ca, identity.clone(), &a),
+            expected,
+            "{identity:?}"
+        );
+    }
+
+    let wildcard_holder = ca.client(&Subject {
+        dns: vec!["x.pool.example.org".into()],
+        ..Subject::cn("x")
+    });
+    assert!(!accepted(
+        &ca,
+        ExpectedIdentity::SanDns("*.pool.example.org".into()),
+        &wildcard_holder
+    ));
+}
+
+#[test]
+fn tls_client_auth_needs_the_chain_and_the_client() {
+    let ca = Ca::root("Clients CA");
+    let other_ca = Ca::root("Other CA");
+    let subject = Subject {
+        dns: vec!["client-a.example.org".into()],
+        ..Subject::cn("client-a")
+    };
+    let identity = ExpectedIdentity::SanDns("client-a.example.org".into());
+    let auth = authenticator(
+        &ca,
+        ClientRegistration::tls_client_auth("client-a", identity.clone()),
+    );
+    assert!(
+        auth.authenticate("client-a", Some(peer(&ca.client(&subject))))
+            .is_ok()
+    );
+
+    let err = |r: Result<_, ClientAuthError>| r.err().map(|e| e.error_code());
+    let foreign = other_ca.client(&subject);
+    assert_eq!(
+        err(auth.authenticate("client-a", Some(peer(&foreign)))),
+        Some("invalid_client")
+    );
+    let expired = ca.client(&Subject {
+        expired: true,
+        ..subject.clone()
+    });
+    assert_eq!(
+        err(auth.authenticate("client-a", Some(peer(&expired)))),
+        Some("invalid_client")
+    );
+    let self_signed = Leaf::self_signed(&subject);
+    assert_eq!(
+        err(auth.authenticate("client-a", Some(peer(&self_signed)))),
+        Some("invalid_client")
+    );
+    assert_eq!(
+        err(auth.authenticate("client-a", None)),
+        Some("invalid_client")
+    );
+    assert_eq!(
+        err(auth.authenticate("client-b", Some(peer(&ca.client(&subject))))),
+        Some("invalid_client")
+    );
+
+    // Intermediates sent with the leaf build the path.
+    let issuing = ca.intermediate("Issuing CA");
+    let behind = issuing.client(&subject);
+    let chain =
+        PeerCertificate::from_chain([behind.cert_der.clone(), issuing.cert_der.clone()]).unwrap();
+    assert!(auth.authenticate("client-a", Some(Arc::new(chain))).is_ok());
+    assert!(
+        auth.authenticate("client-a", Some(peer(&behind))).is_err(),
+        "without its intermediate"
+    );
+}
+
+fn x5c_jwks(leaves: &[&Leaf]) -> String {
+    let keys: Vec<_> = leaves
+        .iter()
+        .map(|l| serde_json::json!({"kty": "EC", "crv": "P-256", "x5c": [STANDARD.encode(&l.cert_der)]}))
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+#[test]
+fn self_signed_clients_present_a_registered_certificate() {
+    let own = Leaf::self_signed(&Subject::cn("workload"));
+    let second = Leaf::self_signed(&Subject::cn("workload"));
+    let imposter = Leaf::self_signed(&Subject::cn("workload"));
+    let registration = ClientRegistration::self_signed_tls_client_auth(
+        "client-s",
+        x5c_jwks(&[&own, &second]).as_bytes(),
+    )
+    .unwrap();
+    let auth = ClientAuthenticator::builder()
+        .register(registration)
+        .build()
+        .unwrap();
+    assert_eq!(
+        auth.authenticate("client-s", Some(peer(&own)))
+            .unwrap()
+            .certificate()
+            .thumbprint(),
+        own.thumbprint
+    );
+    assert!(auth.authenticate("client-s", Some(peer(&second))).is_ok());
+    assert!(
+        auth.authenticate("client-s", Some(peer(&imposter)))
+            .is_err(),
+        "same subject, other key"
+    );
+
+    for bad in [
+        "not json",
+        "{}",
+        r#"{"keys": [{"kty": "EC"}]}"#,
+        r#"{"keys": [{"x5c": ["%%%"]}]}"#,
+        r#"{"keys": [{"x5c": ["AAAA"]}]}"#,
+    ] {
+        assert!(
+            ClientRegistration::self_signed_tls_client_auth("s", bad.as_bytes()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn configuration_errors_name_the_client() {
+    let ca = Ca::root("Clients CA");
+    let tls_client =
+        || ClientRegistration::tls_client_auth("client-a", ExpectedIdentity::SanDns("a".into()));
+    let err = ClientAuthenticator::builder()
+        .register(tls_client())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("client-a") && err.contains("client CA"),
+        "{err}"
+    );
+    let err = ClientAuthenticator::builder()
+        .client_ca_pem(ca.cert_pem.clone())
+        .register(tls_client())
+        .register(tls_client())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("registered twice"), "{err}");
+}
+
+#[tokio::test]
+async fn token_endpoint_handshake_lets_through_ca_issued_or_self_signed_only() {
+    let world = World::new();
+    let tls = token_endpoint_tls(
+        TlsServerConfig::builder()
+            .certificate_chain_pem(world.server.chain_pem.clone())
+            .private_key_pem(world.server.key_pem.clone()),
+        world.ca.cert_pem.clone(),
+    )
+    .unwrap();
+    let server = serve_tls(
+        axum::Router::new().route("/", axum::routing::get(|| async { "in" })),
+        tls,
+    )
+    .await;
+    let ok = |leaf: &Leaf| {
+        let identity = (leaf.chain_pem.clone(), leaf.key_pem.clone());
+        let server = &server;
+        let ca = &world.ca;
+        async move {
+            try_call(server, ca, Some((&identity.0, &identity.1)), "/", "x")
+                .await
+                .map(|a| a.status)
+        }
+    };
+    assert_eq!(
+        ok(&world.a).await,
+        Ok(StatusCode::OK),
+        "issued by the client CA"
+    );
+    assert_eq!(
+        ok(&Leaf::self_signed(&Subject::cn("s"))).await,
+        Ok(StatusCode::OK),
+        "self-signed"
+    );
+    let stranger = Ca::root("Stranger CA").client(&Subject::cn("x"));
+    assert!(
+        ok(&stranger).await.is_err(),
+        "issued by an unknown CA: no handshake"
+    );
+    let expired = world.ca.client(&Subject {
+        expired: true,
+        ..Subject::cn("old")
+    });
+    assert!(ok(&expired).await.is_err(), "expired: no handshake");
+    assert!(
+        try_call(&server, &world.ca, None, "/", "x").await.is_err(),
+        "no certificate: no handshake"
+    );
+}
