@@ -9,17 +9,19 @@
 //! Routes: `GET /healthz` (open), `GET /whoami` (the caller's identity as JSON),
 //! `GET /admin` (the same, but the token must carry scope `admin`).
 
-use std::net::{IpAddr, SocketAddr};
+#[path = "common/proxy_args.rs"]
+mod proxy_args;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
-use ipnet::IpNet;
-use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, RequireScopeLayer};
+use proxy_args::ProxyArgs;
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve /whoami and /admin to clients whose token is bound to their certificate")]
@@ -49,24 +51,8 @@ struct Args {
     /// Without it, any client certificate is accepted for binding, and none is required.
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
-    /// Requests whose TCP peer is inside this CIDR (or is this address) may carry the
-    /// client certificate in a header. Repeatable.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net, requires = "cert_header_format")]
-    trusted_proxies: Vec<IpNet>,
-    /// The header the trusted proxy puts the certificate in (default: the format's).
-    #[arg(long, value_name = "NAME", requires = "cert_header_format")]
-    cert_header: Option<String>,
-    /// How the proxy writes the certificate: nginx, xfcc, rfc9440, traefik, haproxy,
-    /// aws-alb, caddy.
-    #[arg(long, value_name = "F", requires = "trusted_proxies")]
-    cert_header_format: Option<HeaderFormat>,
-}
-
-/// A CIDR, or a bare address meaning just that host.
-fn parse_net(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{text:?} is not a CIDR such as 10.0.0.5/32 or fd00::/64"))
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -101,15 +87,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Binding::Optional = args.binding {
         auth = auth.allow_unbound_tokens();
     }
-    if let Some(format) = args.cert_header_format {
-        let mut proxy = ProxyCertificate::builder(format);
-        for net in args.trusted_proxies {
-            proxy = proxy.trusted_proxy(net);
-        }
-        if let Some(header) = args.cert_header {
-            proxy = proxy.header(header);
-        }
-        auth = auth.certificate_source(proxy.build()?);
+    if let Some(source) = args.proxy.certificate_source()? {
+        auth = auth.certificate_source(source);
     }
     let auth = auth.build()?;
 

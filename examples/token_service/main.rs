@@ -9,20 +9,21 @@
 //!     --clients clients.toml
 //! ```
 
+#[path = "../common/proxy_args.rs"]
+mod proxy_args;
 mod service;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ipnet::IpNet;
 use mtls_bound_token::ConnectionInfo;
-use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
 use mtls_bound_token::client_auth::{ClientAuthenticator, token_endpoint_tls};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
+use proxy_args::ProxyArgs;
 use service::{Settings, Signer, TokenService, load_clients};
 
 #[derive(Parser, Debug)]
@@ -60,23 +61,8 @@ struct Args {
     /// Token requests per minute per client certificate.
     #[arg(long, default_value = "60")]
     rate_limit: NonZeroU32,
-    /// Requests whose TCP peer is inside this CIDR may carry the client certificate in a
-    /// header. Repeatable.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net, requires = "cert_header_format")]
-    trusted_proxies: Vec<IpNet>,
-    /// The header the trusted proxy puts the certificate in.
-    #[arg(long, value_name = "NAME", requires = "cert_header_format")]
-    cert_header: Option<String>,
-    /// How the proxy writes the certificate: nginx, xfcc, rfc9440, traefik, haproxy,
-    /// aws-alb, caddy.
-    #[arg(long, value_name = "F", requires = "trusted_proxies")]
-    cert_header_format: Option<HeaderFormat>,
-}
-
-fn parse_net(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{text:?} is not a CIDR such as 10.0.0.5/32 or fd00::/64"))
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 #[tokio::main]
@@ -111,15 +97,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for registration in clients.registrations {
         authenticator = authenticator.register(registration);
     }
-    if let Some(format) = args.cert_header_format {
-        let mut proxy = ProxyCertificate::builder(format);
-        for net in &args.trusted_proxies {
-            proxy = proxy.trusted_proxy(*net);
-        }
-        if let Some(header) = args.cert_header {
-            proxy = proxy.header(header);
-        }
-        authenticator = authenticator.certificate_source(proxy.build()?);
+    if let Some(source) = args.proxy.certificate_source()? {
+        authenticator = authenticator.certificate_source(source);
     }
     let authenticator = authenticator.build()?;
 
@@ -137,7 +116,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         token_ttl: Duration::from_secs(args.token_ttl),
         rate_limit: args.rate_limit,
         signer,
-        trusted_proxies: args.trusted_proxies,
+        trusted_proxies: args.proxy.trusted_proxies,
     };
     let app = TokenService::new(settings, authenticator, clients.grant_types)
         .router()
