@@ -5,20 +5,25 @@
 //! cargo run --example demo
 //! ```
 //!
-//! It generates a private CA, a server certificate, two client certificates and a token
-//! signing key; starts an API behind [`MtlsBoundTokenLayer`] on a free loopback port;
-//! mints a token bound to client A; and then calls the API over real mutual TLS, as
-//! client A and as client B, explaining each answer. It exits 0 only when every answer
-//! was the expected one, so it doubles as a smoke test.
+//! It generates a private CA, a server certificate and two client certificates; starts
+//! the token service of `examples/token_service` and an API behind
+//! [`MtlsBoundTokenLayer`], each on a free loopback port; has client A get a token from
+//! the token service over mutual TLS; and then calls the API over mutual TLS, as client
+//! A and as client B, explaining each answer. It exits 0 only when every answer was the
+//! expected one, so it doubles as a smoke test.
 //!
-//! Set `RUST_LOG=mtls_bound_token=debug` to also see the layer's own decisions.
+//! Set `RUST_LOG=mtls_bound_token=debug` to also see the library's own decisions.
 
 // The certificates and keys come from the same helper the integration tests use.
 #[path = "../tests/common/pki.rs"]
 mod pki;
+// The token service's routes, the same code `cargo run --example token_service` serves.
+#[path = "token_service/service.rs"]
+mod token_service;
 
 use std::error::Error;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,24 +34,25 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use mtls_bound_token::client_auth::{ClientAuthenticator, token_endpoint_tls};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig};
 use mtls_bound_token::{
     ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, PeerCertificate, RequireScopeLayer,
 };
-use pki::{Ca, Leaf, SigningKey, Subject};
+use pki::{Ca, Leaf, Subject};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
+use token_service::{Settings, Signer, TokenService, load_clients};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-/// Who issues the tokens (`iss`) and whom they are for (`aud`).
-const ISSUER: &str = "https://auth.demo.example";
+/// Whom the tokens are for (`aud`). The issuer (`iss`) is the token service's own URL.
 const AUDIENCE: &str = "https://api.demo.example";
 
 /// Connect, handshake, request and response together must fit in this; a demo that
@@ -56,9 +62,23 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Width of the explanations, so that they read well in an ordinary terminal.
 const WIDTH: usize = 88;
 
+/// The token service's registered clients, in the format of its `--clients` file.
+const CLIENTS_TOML: &str = r#"[[client]]
+client_id = "client-a"
+auth = "tls_client_auth"
+san_dns = "client-a.demo.example"
+scopes = ["read", "admin"]
+
+[[client]]
+client_id = "client-b"
+auth = "tls_client_auth"
+subject_dn = "O=Demo Corp,CN=client-b"
+scopes = ["read"]
+"#;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Quiet by default, so that the story is readable; the layer's tracing is one
+    // Quiet by default, so that the story is readable; the library's tracing is one
     // environment variable away.
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -101,23 +121,29 @@ async fn run() -> Result<Vec<String>, BoxError> {
         .subject()
         .to_owned();
     println!("    CA subject: {ca_subject}");
-    println!("    The server will accept TLS clients only with a certificate from this CA.");
+    println!("    Both servers will accept TLS clients only with a certificate from this CA.");
 
     story.step("Issue a server certificate and two client certificates");
     let server_leaf = ca.server();
     let client_a = ca.client(&Subject {
         org: Some("Demo Corp".into()),
+        dns: vec!["client-a.demo.example".into()],
         ..Subject::cn("client-a")
     });
     let client_b = ca.client(&Subject {
         org: Some("Demo Corp".into()),
+        dns: vec!["client-b.demo.example".into()],
         ..Subject::cn("client-b")
     });
-    println!("    server:   certificate for localhost and 127.0.0.1");
-    // Parsed with the crate's own parser: this is how the server will see them.
+    println!("    server:   certificate for localhost and 127.0.0.1 (used by both servers)");
+    // Parsed with the crate's own parser: this is how the servers will see them.
     for (name, leaf) in [("client A", &client_a), ("client B", &client_b)] {
         let parsed = PeerCertificate::from_der(&leaf.cert_der)?;
-        println!("    {name}: {}", parsed.subject());
+        println!(
+            "    {name}: {}, DNS name {}",
+            parsed.subject(),
+            parsed.san_dns().join(", ")
+        );
         println!(
             "              thumbprint (x5t#S256) {}",
             parsed.thumbprint()
@@ -126,55 +152,89 @@ async fn run() -> Result<Vec<String>, BoxError> {
     println!("    A thumbprint is the SHA-256 hash of a certificate. Each client keeps its");
     println!("    private key to itself; the TLS handshake proves it holds that key.");
 
-    story.step("Create the authorization server's token signing key");
-    let signing_key = SigningKey::es256("demo-key-1");
-    let jwks = pki::jwks(&[&signing_key]);
-    println!("    An ES256 key pair. The API gets only the public half, as a JWKS:");
-    print_json("    ", &serde_json::from_str(&jwks)?);
+    // --- The token service -------------------------------------------------------------
+    story.step("Start the token service (the authorization server) on a free loopback port");
+    let (token_addr, issuer, jwks, token_task) = start_token_service(&ca, &server_leaf).await?;
+    println!("    Listening on {issuer}");
+    println!("    POST /token   issues tokens to clients that authenticate with their");
+    println!("                  certificate (RFC 8705 §2): there is no client secret.");
+    println!("    Its registered clients (the --clients file of examples/token_service):");
+    for line in CLIENTS_TOML.lines() {
+        if line.is_empty() {
+            println!();
+        } else {
+            println!("      {line}");
+        }
+    }
+    println!("    It signs tokens with an ES256 key made at start; the public half, as a JWKS:");
+    print_json("      ", &jwks);
 
     // --- The API -----------------------------------------------------------------------
-    story.step("Start the API on a free loopback port");
-    let (addr, server_task) = start_server(&ca, &server_leaf, &jwks).await?;
-    println!("    Listening on https://{addr}");
+    story.step("Start the API (the resource server) on another free loopback port");
+    // Building the API's layer also installs jsonwebtoken's crypto provider, which the
+    // token service's signing needs too: so the API starts before any token is issued.
+    let (addr, server_task) = start_server(&ca, &server_leaf, &issuer, &jwks).await?;
+    println!("    Listening on https://localhost:{}", addr.port());
+    println!("    It trusts tokens signed with the token service's JWKS, iss {issuer}.");
     println!("    GET /whoami   needs a valid token bound to the caller's certificate");
     println!("    GET /admin    needs the same, and the scope \"admin\" in the token");
 
+    let tls_a = client_tls(&ca, &client_a)?;
+    let tls_b = client_tls(&ca, &client_b)?;
+
     // --- The token ---------------------------------------------------------------------
-    story.step("The authorization server mints an access token for client A");
-    // The layer must exist before this: building it installs jsonwebtoken's crypto
-    // provider, which signing needs too (see start_server).
-    let token_a = signing_key.sign(&pki::claims(
-        ISSUER,
-        AUDIENCE,
-        "client-a",
-        "read",
-        Some(&client_a),
-    ));
+    let token_a = story
+        .token_request(TokenCall {
+            title: "Client A asks the token service for a token",
+            addr: token_addr,
+            client: ("client A", &tls_a),
+            form: &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "client-a"),
+                ("scope", "read"),
+            ],
+            expect: TokenExpect::Token {
+                who: "client A",
+                thumbprint: &client_a.thumbprint,
+            },
+            why: "the certificate A presented in the handshake carries the DNS name \
+                  client-a is registered with; the token names that certificate.",
+        })
+        .await;
+    let Some(token_a) = token_a else {
+        println!("\nWithout a token for A, the rest of the story cannot be told.");
+        return Ok(story.end(&[token_task, server_task]));
+    };
     let (jose_header, claims) = decode_jwt(&token_a)?;
-    println!(
-        "    The token is a signed JWT of {} characters, starting {}…",
-        token_a.len(),
-        &token_a[..12]
-    );
-    println!("    (it is a secret, so we never print it whole). Anyone can read what it says:");
+    println!("    The token is a signed JWT. Anyone can read what it says:");
     println!("    header:");
     print_json("      ", &jose_header);
     println!("    claims:");
     print_json("      ", &claims);
-    // Not a check of its own: were it wrong, the calls below would fail and say so.
-    if claims["cnf"]["x5t#S256"] == client_a.thumbprint.as_str() {
-        println!(
-            "    cnf.x5t#S256 is client A's thumbprint: the token is bound to A's certificate."
-        );
-    } else {
-        println!("    cnf.x5t#S256 is NOT client A's thumbprint; the calls below will show it.");
-    }
+    println!("    cnf.x5t#S256 is client A's thumbprint: the token is bound to A's certificate.");
     println!("    It grants the scope \"read\", not \"admin\".");
 
-    // --- The calls ---------------------------------------------------------------------
-    let tls_a = client_tls(&ca, &client_a)?;
-    let tls_b = client_tls(&ca, &client_b)?;
+    story
+        .token_request(TokenCall {
+            title: "Client B asks for a token as client-a",
+            addr: token_addr,
+            client: ("client B", &tls_b),
+            form: &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "client-a"),
+                ("scope", "read"),
+            ],
+            expect: TokenExpect::Error {
+                status: StatusCode::UNAUTHORIZED,
+                code: "invalid_client",
+            },
+            why: "B's certificate is genuine (same CA, so the handshake succeeds), but it \
+                  does not carry client-a.demo.example, the DNS name client-a is \
+                  registered with. A certificate cannot be borrowed like a password.",
+        })
+        .await;
 
+    // --- The calls ---------------------------------------------------------------------
     story
         .call(Call {
             title: "Client A calls GET /whoami with its own token",
@@ -240,46 +300,98 @@ async fn run() -> Result<Vec<String>, BoxError> {
         })
         .await;
 
-    story.step("The authorization server mints a second token for A, with \"read admin\"");
-    let admin_token_a = signing_key.sign(&pki::claims(
-        ISSUER,
-        AUDIENCE,
-        "client-a",
-        "read admin",
-        Some(&client_a),
-    ));
-    println!(
-        "    Also bound to A's certificate; {} characters.",
-        admin_token_a.len()
-    );
-
-    story
-        .call(Call {
-            title: "Client A calls GET /admin with its \"read admin\" token",
-            addr,
+    let admin_token_a = story
+        .token_request(TokenCall {
+            title: "Client A asks the token service for \"read admin\"",
+            addr: token_addr,
             client: ("client A", &tls_a),
-            path: "/admin",
-            token: Some(("A's admin token", &admin_token_a)),
-            expect: Expect::Identity {
+            form: &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "client-a"),
+                ("scope", "read admin"),
+            ],
+            expect: TokenExpect::Token {
                 who: "client A",
                 thumbprint: &client_a.thumbprint,
             },
-            why: "same certificate, a token that grants \"admin\": let in.",
+            why: "client-a is registered with the scopes read and admin, so it may ask for \
+                  both; this token too is bound to A's certificate.",
         })
         .await;
 
-    // The server lives in this process; stopping it is all the clean-up there is.
-    server_task.abort();
+    if let Some(admin_token_a) = admin_token_a {
+        story
+            .call(Call {
+                title: "Client A calls GET /admin with its \"read admin\" token",
+                addr,
+                client: ("client A", &tls_a),
+                path: "/admin",
+                token: Some(("A's admin token", &admin_token_a)),
+                expect: Expect::Identity {
+                    who: "client A",
+                    thumbprint: &client_a.thumbprint,
+                },
+                why: "same certificate, a token that grants \"admin\": let in.",
+            })
+            .await;
+    }
 
-    println!(
-        "\nSummary: {} of {} checks passed.",
-        story.passed,
-        story.passed + story.failures.len()
-    );
-    Ok(story.failures)
+    Ok(story.end(&[token_task, server_task]))
 }
 
-// === The server ==========================================================================
+// === The servers =========================================================================
+
+/// The token service of `examples/token_service`, configured with [`CLIENTS_TOML`]:
+/// its TLS asks for a client certificate (from `ca`, or self-signed), and `POST /token`
+/// decides by the client's registration. Returns its address, its URL (the `iss` of its
+/// tokens), its JWKS and the task serving it.
+async fn start_token_service(
+    ca: &Ca,
+    server: &Leaf,
+) -> Result<(SocketAddr, String, Value, JoinHandle<()>), BoxError> {
+    // The same file format and loader as `--clients`.
+    let dir = tempfile::tempdir()?;
+    let clients_file = dir.path().join("clients.toml");
+    std::fs::write(&clients_file, CLIENTS_TOML)?;
+    let clients = load_clients(&clients_file)?;
+
+    let mut authenticator = ClientAuthenticator::builder().client_ca_pem(ca.cert_pem.clone());
+    for registration in clients.registrations {
+        authenticator = authenticator.register(registration);
+    }
+    let authenticator = authenticator.build()?;
+
+    let tls = token_endpoint_tls(
+        TlsServerConfig::builder()
+            .certificate_chain_pem(server.chain_pem.clone())
+            .private_key_pem(server.key_pem.clone()),
+        ca.cert_pem.clone(),
+    )?;
+    // Port 0: the OS picks a free port, so the demo never collides with anything.
+    let listener = TlsListener::bind("127.0.0.1:0", tls).await?;
+    let addr = listener.local_addr();
+    let issuer = format!("https://localhost:{}", addr.port());
+
+    let signer = Signer::generate()?;
+    let jwks = signer.jwks();
+    let settings = Settings {
+        issuer: issuer.clone(),
+        audience: AUDIENCE.into(),
+        token_ttl: Duration::from_secs(300),
+        rate_limit: NonZeroU32::new(60).expect("not zero"),
+        signer,
+        trusted_proxies: Vec::new(),
+    };
+    let app = TokenService::new(settings, authenticator, clients.grant_types).router();
+    let task = tokio::spawn(async move {
+        // The token endpoint needs the connection (its certificate, its peer address).
+        let service = app.into_make_service_with_connect_info::<ConnectionInfo>();
+        if let Err(error) = axum::serve(listener, service).await {
+            eprintln!("the token service stopped: {error}");
+        }
+    });
+    Ok((addr, issuer, jwks, task))
+}
 
 /// `/whoami`: the caller as the layer established it.
 async fn whoami(identity: ClientIdentity) -> Json<Value> {
@@ -292,17 +404,19 @@ async fn whoami(identity: ClientIdentity) -> Json<Value> {
     }))
 }
 
-/// The API: TLS that requires a client certificate from `ca`, and the layer in front of
-/// both routes. Runs until the returned task is aborted.
+/// The API: TLS that requires a client certificate from `ca`, and the layer, trusting
+/// the token service's `issuer` and `jwks`, in front of both routes. Runs until the
+/// returned task is aborted.
 async fn start_server(
     ca: &Ca,
     server: &Leaf,
-    jwks: &str,
+    issuer: &str,
+    jwks: &Value,
 ) -> Result<(SocketAddr, JoinHandle<()>), BoxError> {
     let auth = MtlsBoundTokenLayer::builder()
-        .issuer(ISSUER)
+        .issuer(issuer)
         .audience(AUDIENCE)
-        .jwks_json(jwks)
+        .jwks_json(jwks.to_string())
         .build()?;
     let app = Router::new()
         .route("/whoami", get(whoami))
@@ -318,7 +432,6 @@ async fn start_server(
         .private_key_pem(server.key_pem.clone())
         .client_ca_pem(ca.cert_pem.clone())
         .build()?;
-    // Port 0: the OS picks a free port, so the demo never collides with anything.
     let listener = TlsListener::bind("127.0.0.1:0", tls).await?;
     let addr = listener.local_addr();
     let task = tokio::spawn(async move {
@@ -326,7 +439,7 @@ async fn start_server(
         // which is where the layer looks for it.
         let service = app.into_make_service_with_connect_info::<ConnectionInfo>();
         if let Err(error) = axum::serve(listener, service).await {
-            eprintln!("the server stopped: {error}");
+            eprintln!("the API stopped: {error}");
         }
     });
     Ok((addr, task))
@@ -334,7 +447,7 @@ async fn start_server(
 
 // === The client ==========================================================================
 
-/// A rustls client that trusts `ca` for the server and presents `me`'s certificate.
+/// A rustls client that trusts `ca` for the servers and presents `me`'s certificate.
 fn client_tls(ca: &Ca, me: &Leaf) -> Result<Arc<rustls::ClientConfig>, BoxError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(ca.cert_der.clone()))?;
@@ -352,19 +465,18 @@ fn client_tls(ca: &Ca, me: &Leaf) -> Result<Arc<rustls::ClientConfig>, BoxError>
     Ok(Arc::new(config))
 }
 
-/// What came back from the server.
+/// What came back from a server.
 struct Reply {
     status: StatusCode,
     challenge: Option<String>,
     body: String,
 }
 
-/// `GET path` on a fresh mutual-TLS connection, within [`REQUEST_TIMEOUT`].
-async fn get_over_mtls(
+/// `request` on a fresh mutual-TLS connection, within [`REQUEST_TIMEOUT`].
+async fn exchange_over_mtls(
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
-    path: &str,
-    token: Option<&str>,
+    request: Request<Full<Bytes>>,
 ) -> Result<Reply, BoxError> {
     let exchange = async {
         let tcp = TcpStream::connect(addr).await?;
@@ -377,13 +489,7 @@ async fn get_over_mtls(
         // Drives the connection; it ends when `sender` is dropped.
         tokio::spawn(connection);
 
-        let mut request = Request::get(path).header(header::HOST, "localhost");
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let response = sender
-            .send_request(request.body(Empty::<Bytes>::new())?)
-            .await?;
+        let response = sender.send_request(request).await?;
         let status = response.status();
         let challenge = response
             .headers()
@@ -401,6 +507,23 @@ async fn get_over_mtls(
         .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
 }
 
+/// `GET path`, with `Authorization: Bearer token` when given.
+fn get_request(path: &str, token: Option<&str>) -> Result<Request<Full<Bytes>>, BoxError> {
+    let mut request = Request::get(path).header(header::HOST, "localhost");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    Ok(request.body(Full::new(Bytes::new()))?)
+}
+
+/// `POST /token` with the form `body` (RFC 6749 §4.4).
+fn token_post(body: &str) -> Result<Request<Full<Bytes>>, BoxError> {
+    Ok(Request::post("/token")
+        .header(header::HOST, "localhost")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body.to_owned())))?)
+}
+
 // === The story and its checks ============================================================
 
 /// Numbers the steps and keeps score.
@@ -411,7 +534,28 @@ struct Story {
     failures: Vec<String>,
 }
 
-/// One request of the story and what it should get.
+/// One token request of the story and what it should get.
+struct TokenCall<'a> {
+    title: &'a str,
+    addr: SocketAddr,
+    /// Whose certificate the TLS client presents.
+    client: (&'a str, &'a Arc<rustls::ClientConfig>),
+    /// The form parameters.
+    form: &'a [(&'a str, &'a str)],
+    expect: TokenExpect<'a>,
+    /// Why the expected outcome matters, for a newcomer.
+    why: &'a str,
+}
+
+/// The outcome a token request should have.
+enum TokenExpect<'a> {
+    /// 200, a Bearer token bound to the certificate with this thumbprint.
+    Token { who: &'a str, thumbprint: &'a str },
+    /// An RFC 6749 §5.2 error.
+    Error { status: StatusCode, code: &'a str },
+}
+
+/// One API request of the story and what it should get.
 struct Call<'a> {
     title: &'a str,
     addr: SocketAddr,
@@ -425,7 +569,7 @@ struct Call<'a> {
     why: &'a str,
 }
 
-/// The outcome a call should have.
+/// The outcome an API call should have.
 enum Expect<'a> {
     /// 200, and the identity of the certificate with this thumbprint, bound.
     Identity { who: &'a str, thumbprint: &'a str },
@@ -450,7 +594,57 @@ impl Story {
         println!("\n{:>2}. {title}", self.steps);
     }
 
-    /// Makes the call, shows what went out and what came back, and checks it.
+    /// Scores a verdict and explains it.
+    fn judge(&mut self, title: &str, wanted: &str, why: &str, verdict: Result<(), String>) {
+        match verdict {
+            Ok(()) => {
+                self.passed += 1;
+                println!("    ✔ As expected: {wanted}.");
+                print_wrapped("      ", &format!("Why it matters: {why}"));
+            }
+            Err(problem) => {
+                println!("    ✘ NOT as expected: wanted {wanted}; {problem}.");
+                self.failures.push(format!("{title}: {problem}"));
+            }
+        }
+    }
+
+    /// Makes the token request, shows what went out and what came back, and checks it.
+    /// Returns the access token when one was issued as expected.
+    async fn token_request(&mut self, call: TokenCall<'_>) -> Option<String> {
+        self.step(call.title);
+        let (client_name, tls) = call.client;
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(call.form)
+            .finish();
+        println!("    → POST /token over mutual TLS as {client_name}");
+        println!("    → {body}");
+        let reply = match token_post(&body) {
+            Ok(request) => exchange_over_mtls(call.addr, Arc::clone(tls), request).await,
+            Err(error) => Err(error),
+        };
+        let (verdict, token) = match reply {
+            Ok(reply) => {
+                println!("    ← {}", reply.status);
+                match serde_json::from_str::<Value>(&reply.body) {
+                    Ok(json) => print_json("      ", &shorten_token(json)),
+                    Err(_) => println!("      {}", reply.body),
+                }
+                match call.expect.judge(&reply) {
+                    Ok(token) => (Ok(()), token),
+                    Err(problem) => (Err(problem), None),
+                }
+            }
+            Err(error) => {
+                println!("    ← no answer: {error}");
+                (Err(format!("the request failed: {error}")), None)
+            }
+        };
+        self.judge(call.title, &call.expect.describe(), call.why, verdict);
+        token
+    }
+
+    /// Makes the API call, shows what went out and what came back, and checks it.
     async fn call(&mut self, call: Call<'_>) {
         self.step(call.title);
         let (client_name, tls) = call.client;
@@ -462,14 +656,11 @@ impl Story {
             None => println!("    → no Authorization header"),
         }
 
-        let verdict = match get_over_mtls(
-            call.addr,
-            Arc::clone(tls),
-            call.path,
-            call.token.map(|t| t.1),
-        )
-        .await
-        {
+        let reply = match get_request(call.path, call.token.map(|t| t.1)) {
+            Ok(request) => exchange_over_mtls(call.addr, Arc::clone(tls), request).await,
+            Err(error) => Err(error),
+        };
+        let verdict = match reply {
             Ok(reply) => {
                 show(&reply);
                 call.expect.judge(&reply)
@@ -479,24 +670,25 @@ impl Story {
                 Err(format!("the request failed: {error}"))
             }
         };
-        match verdict {
-            Ok(()) => {
-                self.passed += 1;
-                println!("    ✔ As expected: {}.", call.expect.describe());
-                print_wrapped("      ", &format!("Why it matters: {}", call.why));
-            }
-            Err(problem) => {
-                println!(
-                    "    ✘ NOT as expected: wanted {}; {problem}.",
-                    call.expect.describe()
-                );
-                self.failures.push(format!("{}: {problem}", call.title));
-            }
+        self.judge(call.title, &call.expect.describe(), call.why, verdict);
+    }
+
+    /// Stops the servers (they live in this process: that is all the clean-up there
+    /// is), prints the summary and returns the failures.
+    fn end(self, tasks: &[JoinHandle<()>]) -> Vec<String> {
+        for task in tasks {
+            task.abort();
         }
+        println!(
+            "\nSummary: {} of {} checks passed.",
+            self.passed,
+            self.passed + self.failures.len()
+        );
+        self.failures
     }
 }
 
-/// Prints an answer: status, the challenge of a refusal, the JSON of a success.
+/// Prints an API answer: status, the challenge of a refusal, the JSON of a success.
 fn show(reply: &Reply) {
     println!("    ← {}", reply.status);
     if let Some(challenge) = &reply.challenge {
@@ -506,6 +698,60 @@ fn show(reply: &Reply) {
         match serde_json::from_str::<Value>(&reply.body) {
             Ok(json) => print_json("      ", &json),
             Err(_) => println!("      {}", reply.body),
+        }
+    }
+}
+
+/// A token response with its `access_token` cut short: it is a secret, so we never
+/// print it whole.
+fn shorten_token(mut json: Value) -> Value {
+    if let Some(token) = json["access_token"].as_str() {
+        let short = format!(
+            "{}… ({} characters)",
+            token.get(..12).unwrap_or(token),
+            token.len()
+        );
+        json["access_token"] = Value::String(short);
+    }
+    json
+}
+
+impl TokenExpect<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Self::Token { who, .. } => format!("200 OK with a token bound to {who}'s certificate"),
+            Self::Error { status, code } => format!("{status} with error \"{code}\""),
+        }
+    }
+
+    /// The issued token when the reply is the expected one, else what differs.
+    fn judge(&self, reply: &Reply) -> Result<Option<String>, String> {
+        let body: Value = serde_json::from_str(&reply.body)
+            .map_err(|e| format!("got {}, and the body is not JSON: {e}", reply.status))?;
+        match self {
+            Self::Token { who, thumbprint } => {
+                if reply.status != StatusCode::OK {
+                    return Err(format!("got {} {}", reply.status, body["error"]));
+                }
+                if body["token_type"] != "Bearer" {
+                    return Err(format!("the token_type is {}", body["token_type"]));
+                }
+                let token = body["access_token"]
+                    .as_str()
+                    .ok_or("there is no access_token")?;
+                let (_, claims) =
+                    decode_jwt(token).map_err(|e| format!("the token is not a JWT: {e}"))?;
+                if claims["cnf"]["x5t#S256"] != *thumbprint {
+                    return Err(format!("the token is not bound to {who}'s certificate"));
+                }
+                Ok(Some(token.to_owned()))
+            }
+            Self::Error { status, code } => {
+                if reply.status != *status || body["error"] != *code {
+                    return Err(format!("got {} {}", reply.status, body["error"]));
+                }
+                Ok(None)
+            }
         }
     }
 }

@@ -17,11 +17,13 @@ pub(crate) fn rustls_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(provider)
 }
 
-/// Selects jsonwebtoken's backend explicitly, so that a build with both features on
-/// (for example `--all-features`) still verifies tokens instead of panicking inside
-/// jsonwebtoken. Called when a layer is built; a provider already installed by the
-/// application is left in place.
-pub(crate) fn install_jwt_provider() {
+/// Selects jsonwebtoken's process-wide crypto backend to match this crate's features.
+///
+/// Layers call it when they are built. Call it yourself before signing or verifying
+/// with jsonwebtoken elsewhere in the process (a token service, say): with both of
+/// jsonwebtoken's backends compiled in (e.g. `--all-features`), jsonwebtoken otherwise
+/// panics on first use. A provider the application installed first is left in place.
+pub fn install_jwt_provider() {
     #[cfg(feature = "aws-lc-rs")]
     let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
     #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]

@@ -82,6 +82,7 @@ pub use config::{
     MtlsBoundTokenLayerBuilder,
 };
 pub use connection::ConnectionInfo;
+pub use crypto::install_jwt_provider;
 pub use error::{AuthError, AuthRejection, ErrorResponder};
 pub use identity::ClientIdentity;
 pub use layer::{MtlsBoundToken, MtlsBoundTokenLayer, ResponseFuture};

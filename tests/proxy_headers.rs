@@ -32,7 +32,7 @@ const URL_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
 /// The AWS ALB leaves `+`, `=` and `/` unescaped as well.
 const ALB_KEEPS: &AsciiSet = &URL_UNRESERVED.remove(b'+').remove(b'=').remove(b'/');
 /// Go's `url.QueryEscape` (Traefik 2 up to 2.9.3) on base64 text.
-const QUERY_ESCAPE: &AsciiSet = &URL_UNRESERVED;
+const QUERY_ESCAPE: &AsciiSet = URL_UNRESERVED;
 
 /// The header value `format` carries for `chain` (leaf first), as the proxy writes it.
 fn encode(format: HeaderFormat, chain: &[&Leaf]) -> String {
@@ -599,7 +599,7 @@ async fn custom_header_name_and_trust_by_proxy_certificate_on_one_tls_listener()
 #[test]
 fn proxy_configuration_errors_say_what_to_fix() {
     let err = |b: mtls_bound_token::cert::ProxyCertificateBuilder| {
-        b.build().err().expect("refused").to_string()
+        b.build().expect_err("refused").to_string()
     };
     assert!(err(ProxyCertificate::builder(HeaderFormat::Nginx)).contains(".trusted_proxy("));
     let trusted = || {

@@ -100,7 +100,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(source) = args.proxy.certificate_source()? {
         authenticator = authenticator.certificate_source(source);
     }
-    let authenticator = authenticator.build()?;
+    let authenticator = authenticator.build().map_err(|e| match &args.client_ca {
+        Some(path) => format!("--client-ca {}: {e}", path.display()),
+        None => e.to_string(),
+    })?;
 
     let signer = match &args.signing_key {
         Some(path) => {

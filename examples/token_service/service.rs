@@ -42,8 +42,15 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// From an EC P-256 private key, PEM (PKCS#8 or SEC1).
+    /// From an EC P-256 private key, PKCS#8 PEM (`BEGIN PRIVATE KEY`).
     pub fn from_pem(pem: &str) -> Result<Self, String> {
+        if pem.contains("BEGIN EC PRIVATE KEY") {
+            return Err(
+                "a SEC1 key (BEGIN EC PRIVATE KEY); convert it to PKCS#8 with \
+                        `openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.p8.pem`"
+                    .into(),
+            );
+        }
         let key = rcgen::KeyPair::from_pem(pem).map_err(|e| format!("not a private key: {e}"))?;
         if !key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
             return Err("not an EC P-256 key (ES256 needs P-256)".into());
@@ -253,13 +260,27 @@ impl TokenService {
         // Several clients may share a host; unauthenticated floods still stop early.
         const FOUR: NonZeroU32 = NonZeroU32::new(4).unwrap();
         let per_peer = per_minute.saturating_mul(FOUR);
-        Self(Arc::new(Inner {
+        let inner = Arc::new(Inner {
             per_certificate: RateLimiter::keyed(Quota::per_minute(per_minute)),
             per_peer: RateLimiter::keyed(Quota::per_minute(per_peer)),
             authenticator: Arc::new(authenticator),
             grant_types,
             settings,
-        }))
+        });
+        // Any self-signed certificate can knock, so keys must not pile up forever.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.per_certificate.retain_recent();
+                inner.per_peer.retain_recent();
+                inner.per_certificate.shrink_to_fit();
+                inner.per_peer.shrink_to_fit();
+            }
+        });
+        Self(inner)
     }
 
     pub fn router(self) -> Router {

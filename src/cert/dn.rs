@@ -104,7 +104,7 @@ fn value_of_any(any: &Any<'_>) -> Value {
         | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_owned),
         // T.61 in practice carries Latin-1.
         Tag::TeletexString => Some(data.iter().map(|b| char::from(*b)).collect()),
-        Tag::BmpString if data.len() % 2 == 0 => {
+        Tag::BmpString if data.len().is_multiple_of(2) => {
             let units: Vec<u16> = data
                 .chunks(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))

@@ -105,7 +105,10 @@ impl ProxyCertificate {
     }
 
     /// The certificate in the headers of a request from a trusted proxy.
-    fn from_headers(&self, headers: &HeaderMap) -> Result<Option<Arc<PeerCertificate>>, AuthError> {
+    fn certificate_in_headers(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<PeerCertificate>>, AuthError> {
         let mut value = self.single(headers, &self.header)?;
         if let (None, Some(alternative)) = (value, &self.alternative) {
             value = self.single(headers, alternative)?;
@@ -143,7 +146,7 @@ impl ProxyCertificate {
                     "the client certificate header holds no valid certificate",
                 )
             })?,
-            Ok(Forwarded::Certificate(certificate)) => certificate,
+            Ok(Forwarded::Certificate(certificate)) => *certificate,
             Err(description) => return Err(AuthError::invalid_request(description)),
         };
         let certificate = Arc::new(certificate);
@@ -192,7 +195,7 @@ impl ClientCertificateSource for ProxyCertificate {
             return Ok(None);
         };
         if self.is_trusted(connection) {
-            return self.from_headers(headers);
+            return self.certificate_in_headers(headers);
         }
         if headers.contains_key(&self.header)
             || self

@@ -50,8 +50,8 @@ use crate::tls::{TlsConfigError, TlsServerConfig, TlsServerConfigBuilder};
 
 /// The TLS configuration of a token endpoint: the handshake asks for a client
 /// certificate and lets through one that chains to `client_ca_pem` or is self-signed
-/// (its handshake signature verified either way); the endpoint then decides by the
-/// client's registration. Only for token endpoints: a resource server never needs it.
+/// (its handshake signature verified either way), or none (for the JWKS and metadata);
+/// the endpoint then decides by the client's registration. Only for token endpoints: a resource server never needs it.
 ///
 /// # Errors
 /// [`TlsConfigError`] for an unusable server certificate, key or CA bundle.

@@ -74,7 +74,7 @@ impl ClientCertVerifier for AnyCertificate {
 
 /// For token endpoints (RFC 8705 §2): a client certificate that chains to the CA bundle
 /// (`tls_client_auth`), or one that is self-signed (`self_signed_tls_client_auth`, its
-/// own trust anchor). Everything else fails the handshake. Which of the two it was is
+/// own trust anchor), or none. Any other certificate fails the handshake. Which of the two it was is
 /// decided again by the endpoint against the client's registration.
 #[derive(Debug)]
 pub(crate) struct CaOrSelfSigned {
@@ -115,6 +115,12 @@ pub(crate) fn is_self_signed(
 }
 
 impl ClientCertVerifier for CaOrSelfSigned {
+    /// Anonymous clients may fetch the JWKS and the metadata; the token endpoint answers
+    /// them `invalid_client`.
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         // No hints: a self-signed client must not be told to stay silent.
         &[]

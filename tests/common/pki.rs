@@ -279,6 +279,7 @@ impl SigningKey {
     }
 
     pub fn sign_with(&self, header: Header, claims: &Value) -> String {
+        mtls_bound_token::install_jwt_provider();
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
     }
 }

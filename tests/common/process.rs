@@ -215,3 +215,95 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     std::fs::write(&path, content).unwrap();
     path
 }
+
+/// `curl` with any method, extra request headers (`"Name: value"`) and an optional body
+/// (sent through stdin, so that no byte of it is taken for a curl option), presenting
+/// `cert`/`key` when given and trusting `ca`. Status 0: no HTTP answer (e.g. a failed
+/// handshake).
+pub fn curl_request(
+    method: &str,
+    url: &str,
+    ca: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+    headers: &[&str],
+    body: Option<&[u8]>,
+) -> CurlAnswer {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let headers_file = dir.path().join("headers");
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "10",
+            "--request",
+            method,
+            "--dump-header",
+        ])
+        .arg(&headers_file)
+        .args(["--write-out", "\n%{http_code}"]);
+    if let Some(ca) = ca {
+        command.arg("--cacert").arg(ca);
+    }
+    if let Some((cert, key)) = client {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    for header in headers {
+        command.args(["--header", header]);
+    }
+    if body.is_some() {
+        command.args(["--data-binary", "@-"]);
+    }
+    let mut child = command
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl is installed (scripts/test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(body) = body {
+        stdin.write_all(body).expect("write the body to curl");
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("curl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    CurlAnswer {
+        status: status.trim().parse().unwrap_or(0),
+        headers: std::fs::read_to_string(&headers_file).unwrap_or_default(),
+        body: body.to_owned(),
+    }
+}
+
+/// `POST url` with an `application/x-www-form-urlencoded` body, as an OAuth client
+/// sends a token request.
+pub fn curl_post_form(
+    url: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    form: &str,
+) -> CurlAnswer {
+    curl_request(
+        "POST",
+        url,
+        Some(ca),
+        client,
+        &["Content-Type: application/x-www-form-urlencoded"],
+        Some(form.as_bytes()),
+    )
+}
+
+impl CurlAnswer {
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): status {}, body {:?}",
+                self.status, self.body
+            )
+        })
+    }
+}

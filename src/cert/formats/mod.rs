@@ -28,7 +28,7 @@ pub(crate) enum Forwarded {
     /// Certificates, DER, leaf first.
     Chain(Vec<Vec<u8>>),
     /// A certificate already parsed (or attested by hash alone), e.g. from Envoy's XFCC.
-    Certificate(PeerCertificate),
+    Certificate(Box<PeerCertificate>),
 }
 
 /// Why a header value was refused; the text goes to the client as `error_description`.

@@ -65,11 +65,13 @@ pub(super) fn parse(value: &str) -> Result<Forwarded, FormatError> {
             Ok(Forwarded::Chain(chain))
         }
         (Some(_), None) => Ok(Forwarded::Chain(chain)),
-        (None, Some(hash)) => Ok(Forwarded::Certificate(PeerCertificate::from_attested_hash(
-            hash,
-            element.subject.map(Cow::into_owned),
-            element.dns,
-            element.uri,
+        (None, Some(hash)) => Ok(Forwarded::Certificate(Box::new(
+            PeerCertificate::from_attested_hash(
+                hash,
+                element.subject.map(Cow::into_owned),
+                element.dns,
+                element.uri,
+            ),
         ))),
         (None, None) => Err("the x-forwarded-client-cert element has no Cert, Chain or Hash"),
     }
