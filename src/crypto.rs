@@ -6,7 +6,11 @@ compile_error!(
      or the `rust-crypto` feature"
 );
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use rustls::SupportedCipherSuite;
+use rustls::crypto::hash::{Hash, HashAlgorithm};
+use sha2::Digest;
 
 /// The rustls provider of this build. `aws-lc-rs` wins when both features are on.
 pub(crate) fn rustls_provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -30,4 +34,23 @@ pub fn install_jwt_provider() {
     let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
     // An error only means a provider is already installed, which is the application's choice.
     let _ = provider.install_default();
+}
+
+/// SHA-256 by the TLS backend's own implementation (assembly in aws-lc-rs and ring),
+/// clearly faster than a portable one on CPUs without SHA instructions: the thumbprint
+/// of every forwarded certificate goes through it.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    static SHA256: OnceLock<Option<&'static dyn Hash>> = OnceLock::new();
+    let backend = SHA256.get_or_init(|| {
+        rustls_provider().cipher_suites.iter().find_map(|suite| {
+            let hash = match suite {
+                SupportedCipherSuite::Tls13(suite) => suite.common.hash_provider,
+                SupportedCipherSuite::Tls12(suite) => suite.common.hash_provider,
+            };
+            (hash.algorithm() == HashAlgorithm::SHA256).then_some(hash)
+        })
+    });
+    backend
+        .and_then(|hash| <[u8; 32]>::try_from(hash.hash(data).as_ref()).ok())
+        .unwrap_or_else(|| sha2::Sha256::digest(data).into())
 }

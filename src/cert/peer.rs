@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -107,7 +106,7 @@ impl PeerCertificate {
         }
 
         let subject_name = super::DistinguishedName::from_x509(cert.subject());
-        let thumbprint_bytes: [u8; 32] = Sha256::digest(der).into();
+        let thumbprint_bytes = crate::crypto::sha256(der);
         let validity = cert.validity();
         Ok(Self {
             der: der.to_vec(),

@@ -18,6 +18,25 @@ use crate::{AuthError, ConfigError, ConnectionInfo};
 pub const DEFAULT_MAX_HEADER_LEN: usize = 16 * 1024;
 /// The default number of parsed header values kept.
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
+/// Bytes of cache per entry of capacity: a typical header and its certificate take
+/// 2–3 KiB, so the cache's memory stays near `entries × 4 KiB` even when clients send
+/// headers up to the size bound.
+const CACHE_BYTES_PER_ENTRY: u64 = 4096;
+
+type CertificateCache = quick_cache::sync::Cache<String, Arc<PeerCertificate>, CacheWeight>;
+
+/// Weighs an entry by the bytes it holds.
+#[derive(Clone)]
+struct CacheWeight;
+
+impl quick_cache::Weighter<String, Arc<PeerCertificate>> for CacheWeight {
+    fn weight(&self, key: &String, certificate: &Arc<PeerCertificate>) -> u64 {
+        let der = certificate.der().map_or(0, <[u8]>::len);
+        let chain: usize = certificate.chain_der().iter().map(Vec::len).sum();
+        // The parsed fields cost a few hundred bytes more.
+        (key.len() + der + chain + 512) as u64
+    }
+}
 
 /// Reads the client certificate from a proxy's header, but only on requests whose TCP
 /// peer is a trusted proxy (by address, or by the proxy's own mTLS certificate).
@@ -47,7 +66,7 @@ pub struct ProxyCertificate {
     alternative: Option<HeaderName>,
     companion: Option<HeaderName>,
     max_len: usize,
-    cache: Option<quick_cache::sync::Cache<String, Arc<PeerCertificate>>>,
+    cache: Option<CertificateCache>,
 }
 
 impl std::fmt::Debug for ProxyCertificate {
@@ -133,11 +152,15 @@ impl ProxyCertificate {
         }
 
         // Header values cannot contain '\n', so it separates the two unambiguously.
+        let joined;
         let key = match companion {
-            Some(companion) => format!("{value}\n{companion}"),
-            None => value.to_owned(),
+            Some(companion) => {
+                joined = format!("{value}\n{companion}");
+                joined.as_str()
+            }
+            None => value,
         };
-        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(key.as_str())) {
+        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(key)) {
             return Ok(Some(cached));
         }
         let certificate = match self.format.parse(value, companion) {
@@ -151,7 +174,7 @@ impl ProxyCertificate {
         };
         let certificate = Arc::new(certificate);
         if let Some(cache) = &self.cache {
-            cache.insert(key, Arc::clone(&certificate));
+            cache.insert(key.to_owned(), Arc::clone(&certificate));
         }
         Ok(Some(certificate))
     }
@@ -254,7 +277,7 @@ impl ProxyCertificateBuilder {
     }
 
     /// How many distinct header values keep their parsed certificate; default 1024,
-    /// 0 turns the cache off.
+    /// 0 turns the cache off. Memory is bounded too: about 4 KiB per entry of capacity.
     pub fn cache_capacity(mut self, entries: usize) -> Self {
         self.cache_capacity = entries;
         self
@@ -305,8 +328,10 @@ impl ProxyCertificateBuilder {
             alternative,
             header,
             max_len: self.max_len,
-            cache: (self.cache_capacity > 0)
-                .then(|| quick_cache::sync::Cache::new(self.cache_capacity)),
+            cache: (self.cache_capacity > 0).then(|| {
+                let bytes = self.cache_capacity as u64 * CACHE_BYTES_PER_ENTRY;
+                quick_cache::sync::Cache::with_weighter(self.cache_capacity, bytes, CacheWeight)
+            }),
         })
     }
 }

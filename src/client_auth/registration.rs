@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::cert::{DistinguishedName, PeerCertificate};
@@ -108,7 +107,7 @@ impl ClientRegistration {
                 })?;
             PeerCertificate::from_der(&der)
                 .map_err(|e| RegistrationError(format!("JWKS key #{i}: x5c[0]: {e}")))?;
-            certificates.push(Sha256::digest(&der).into());
+            certificates.push(crate::crypto::sha256(&der));
         }
         if certificates.is_empty() {
             return Err(RegistrationError(

@@ -18,8 +18,6 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderName;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::PeerCertificate;
 
@@ -168,12 +166,14 @@ fn percent_decode(value: &str) -> Result<Vec<u8>, FormatError> {
     Ok(percent_encoding::percent_decode(bytes).collect())
 }
 
-/// PEM certificates, leaf first.
+/// PEM certificates, leaf first. Other PEM blocks are ignored.
 fn pem_chain(pem: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
-    let chain = CertificateDer::pem_slice_iter(pem)
-        .map(|cert| cert.map(|c| c.to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| "the certificate header is not valid PEM")?;
+    let chain: Vec<Vec<u8>> = pem::parse_many(pem)
+        .map_err(|_| "the certificate header is not valid PEM")?
+        .into_iter()
+        .filter(|block| block.tag() == "CERTIFICATE")
+        .map(pem::Pem::into_contents)
+        .collect();
     if chain.is_empty() {
         return Err("the certificate header holds no PEM certificate");
     }

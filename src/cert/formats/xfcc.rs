@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{FormatError, Forwarded, pem_chain, percent_decode};
@@ -25,8 +24,7 @@ struct Element<'a> {
 }
 
 pub(super) fn parse(value: &str) -> Result<Forwarded, FormatError> {
-    let elements = split_outside_quotes(value, ',')?;
-    let last = elements.last().map(|e| e.trim()).unwrap_or_default();
+    let last = last_element(value)?.trim();
     if last.is_empty() {
         return Err("the x-forwarded-client-cert element is empty");
     }
@@ -56,30 +54,50 @@ pub(super) fn parse(value: &str) -> Result<Forwarded, FormatError> {
         chain = leaf;
     }
 
-    match (chain.first(), hash) {
-        (Some(leaf), Some(hash)) => {
-            let actual: [u8; 32] = Sha256::digest(leaf).into();
-            if !bool::from(actual.ct_eq(&hash)) {
-                return Err("the x-forwarded-client-cert Hash and Cert disagree");
-            }
-            Ok(Forwarded::Chain(chain))
-        }
-        (Some(_), None) => Ok(Forwarded::Chain(chain)),
-        (None, Some(hash)) => Ok(Forwarded::Certificate(Box::new(
+    if chain.is_empty() {
+        let hash = hash.ok_or("the x-forwarded-client-cert element has no Cert, Chain or Hash")?;
+        return Ok(Forwarded::Certificate(Box::new(
             PeerCertificate::from_attested_hash(
                 hash,
                 element.subject.map(Cow::into_owned),
                 element.dns,
                 element.uri,
             ),
-        ))),
-        (None, None) => Err("the x-forwarded-client-cert element has no Cert, Chain or Hash"),
+        )));
     }
+    let certificate = PeerCertificate::from_chain(chain)
+        .map_err(|_| "the x-forwarded-client-cert Cert is not a valid certificate")?;
+    if let Some(hash) = hash
+        && !bool::from(certificate.thumbprint_bytes().ct_eq(&hash))
+    {
+        return Err("the x-forwarded-client-cert Hash and Cert disagree");
+    }
+    Ok(Forwarded::Certificate(Box::new(certificate)))
+}
+
+/// The last element: the text after the last `,` that stands outside quotes.
+fn last_element(text: &str) -> Result<&str, FormatError> {
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => start = i + 1,
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("the x-forwarded-client-cert header has an unterminated quote");
+    }
+    Ok(&text[start..])
 }
 
 fn read_element(element: &str) -> Result<Element<'_>, FormatError> {
     let mut out = Element::default();
-    for pair in split_outside_quotes(element, ';')? {
+    for pair in split_outside_quotes(element, b';')? {
         let pair = pair.trim();
         if pair.is_empty() {
             continue;
@@ -109,18 +127,18 @@ fn once<'a>(slot: &mut Option<Cow<'a, str>>, value: Cow<'a, str>) -> Result<(), 
     }
 }
 
-/// Splits on `separator` where it stands outside double quotes.
-fn split_outside_quotes(text: &str, separator: char) -> Result<Vec<&str>, FormatError> {
+/// Splits on `separator` (ASCII) where it stands outside double quotes.
+fn split_outside_quotes(text: &str, separator: u8) -> Result<Vec<&str>, FormatError> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut quoted = false;
     let mut escaped = false;
-    for (i, c) in text.char_indices() {
-        match c {
+    for (i, b) in text.bytes().enumerate() {
+        match b {
             _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == separator && !quoted => {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b if b == separator && !quoted => {
                 parts.push(&text[start..i]);
                 start = i + 1;
             }
@@ -170,10 +188,12 @@ mod tests {
 
     #[test]
     fn splits_respecting_quotes() {
-        let parts =
-            split_outside_quotes(r#"By=a;Subject="CN=x,O=\"y;z\"";URI=u,Hash=00"#, ',').unwrap();
+        let text = r#"By=a;Subject="CN=x,O=\"y;z\"";URI=u,Hash=00"#;
+        let parts = split_outside_quotes(text, b',').unwrap();
         assert_eq!(parts, [r#"By=a;Subject="CN=x,O=\"y;z\"";URI=u"#, "Hash=00"]);
-        assert!(split_outside_quotes(r#"Subject="open"#, ',').is_err());
+        assert_eq!(last_element(text).unwrap(), "Hash=00");
+        assert!(split_outside_quotes(r#"Subject="open"#, b',').is_err());
+        assert!(last_element(r#"Subject="open"#).is_err());
     }
 
     #[test]
