@@ -18,6 +18,8 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderName;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::PeerCertificate;
 
@@ -166,14 +168,13 @@ fn percent_decode(value: &str) -> Result<Vec<u8>, FormatError> {
     Ok(percent_encoding::percent_decode(bytes).collect())
 }
 
-/// PEM certificates, leaf first. Other PEM blocks are ignored.
+/// PEM certificates, leaf first. Other PEM blocks are ignored. (rustls-pki-types'
+/// reader: measured faster here than the `pem` crate's.)
 fn pem_chain(pem: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
-    let chain: Vec<Vec<u8>> = pem::parse_many(pem)
-        .map_err(|_| "the certificate header is not valid PEM")?
-        .into_iter()
-        .filter(|block| block.tag() == "CERTIFICATE")
-        .map(pem::Pem::into_contents)
-        .collect();
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .map(|cert| cert.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "the certificate header is not valid PEM")?;
     if chain.is_empty() {
         return Err("the certificate header holds no PEM certificate");
     }
