@@ -9,8 +9,8 @@
 //! Routes: `GET /healthz` (open), `GET /whoami` (the caller's identity as JSON),
 //! `GET /admin` (the same, but the token must carry scope `admin`).
 
-#[path = "common/proxy_args.rs"]
-mod proxy_args;
+#[path = "common/cli.rs"]
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,9 +19,9 @@ use std::process::ExitCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
+use cli::{ProxyArgs, announce, init_tracing};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, RequireScopeLayer};
-use proxy_args::ProxyArgs;
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve /whoami and /admin to clients whose token is bound to their certificate")]
@@ -63,12 +63,7 @@ enum Binding {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,12 +130,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
-}
-
-fn announce(line: &str) {
-    use std::io::Write;
-    println!("{line}");
-    let _ = std::io::stdout().flush();
 }
 
 /// The caller's identity; its JSON shape is `ClientIdentity`'s `Serialize`.

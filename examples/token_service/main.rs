@@ -9,8 +9,8 @@
 //!     --clients clients.toml
 //! ```
 
-#[path = "../common/proxy_args.rs"]
-mod proxy_args;
+#[path = "../common/cli.rs"]
+mod cli;
 mod service;
 
 use std::net::SocketAddr;
@@ -20,10 +20,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use cli::{ProxyArgs, announce, init_tracing};
 use mtls_bound_token::ConnectionInfo;
 use mtls_bound_token::client_auth::{ClientAuthenticator, token_endpoint_tls};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
-use proxy_args::ProxyArgs;
 use service::{Settings, Signer, TokenService, load_clients};
 
 #[derive(Parser, Debug)]
@@ -67,12 +67,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -136,14 +131,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TlsListener::bind(args.listen, tls)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    {
-        use std::io::Write;
-        println!(
-            "listening on {} (https, token endpoint /token)",
-            listener.local_addr()
-        );
-        let _ = std::io::stdout().flush();
-    }
+    announce(&format!(
+        "listening on {} (https, token endpoint /token)",
+        listener.local_addr()
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

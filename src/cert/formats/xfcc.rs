@@ -75,26 +75,6 @@ pub(super) fn parse(value: &str) -> Result<Forwarded, FormatError> {
     Ok(Forwarded::Certificate(Box::new(certificate)))
 }
 
-/// The last element: the text after the last `,` that stands outside quotes.
-fn last_element(text: &str) -> Result<&str, FormatError> {
-    let mut start = 0;
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, b) in text.bytes().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' if !quoted => start = i + 1,
-            _ => {}
-        }
-    }
-    if quoted {
-        return Err("the x-forwarded-client-cert header has an unterminated quote");
-    }
-    Ok(&text[start..])
-}
-
 fn read_element(element: &str) -> Result<Element<'_>, FormatError> {
     let mut out = Element::default();
     for pair in split_outside_quotes(element, b';')? {
@@ -127,10 +107,28 @@ fn once<'a>(slot: &mut Option<Cow<'a, str>>, value: Cow<'a, str>) -> Result<(), 
     }
 }
 
+/// The last element: the text after the last `,` that stands outside quotes.
+fn last_element(text: &str) -> Result<&str, FormatError> {
+    let mut start = 0;
+    scan(text, b',', |at| start = at + 1)?;
+    Ok(&text[start..])
+}
+
 /// Splits on `separator` (ASCII) where it stands outside double quotes.
 fn split_outside_quotes(text: &str, separator: u8) -> Result<Vec<&str>, FormatError> {
     let mut parts = Vec::new();
     let mut start = 0;
+    scan(text, separator, |at| {
+        parts.push(&text[start..at]);
+        start = at + 1;
+    })?;
+    parts.push(&text[start..]);
+    Ok(parts)
+}
+
+/// Calls `found` with the index of every `separator` outside double quotes (where `\"`
+/// and `\\` are escapes).
+fn scan(text: &str, separator: u8, mut found: impl FnMut(usize)) -> Result<(), FormatError> {
     let mut quoted = false;
     let mut escaped = false;
     for (i, b) in text.bytes().enumerate() {
@@ -138,18 +136,14 @@ fn split_outside_quotes(text: &str, separator: u8) -> Result<Vec<&str>, FormatEr
             _ if escaped => escaped = false,
             b'\\' if quoted => escaped = true,
             b'"' => quoted = !quoted,
-            b if b == separator && !quoted => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
+            b if b == separator && !quoted => found(i),
             _ => {}
         }
     }
     if quoted {
         return Err("the x-forwarded-client-cert header has an unterminated quote");
     }
-    parts.push(&text[start..]);
-    Ok(parts)
+    Ok(())
 }
 
 /// A value as written, or the content of its quotes with `\"` and `\\` unescaped.

@@ -1,5 +1,5 @@
-//! The command-line options that put an example behind a trusted proxy, shared by the
-//! example servers.
+//! What the example servers share on the command line: logging, the ready line, and
+//! the options that put them behind a trusted proxy.
 
 use std::net::IpAddr;
 
@@ -46,4 +46,21 @@ fn parse_net(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{text:?} is not a CIDR such as 10.0.0.5/32 or fd00::/64"))
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `warn`.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+}
+
+/// Prints the line that tells a supervisor (or a test) the server is ready.
+pub fn announce(line: &str) {
+    use std::io::Write;
+    println!("{line}");
+    let _ = std::io::stdout().flush();
 }
