@@ -382,7 +382,7 @@ async fn start_token_service(
         signer,
         trusted_proxies: Vec::new(),
     };
-    let app = TokenService::new(settings, authenticator, clients.grant_types).router();
+    let app = TokenService::new(settings, authenticator, clients.policies).router();
     let task = tokio::spawn(async move {
         // The token endpoint needs the connection (its certificate, its peer address).
         let service = app.into_make_service_with_connect_info::<ConnectionInfo>();

@@ -18,17 +18,40 @@ use crate::cert::PeerCertificate;
 pub struct ConnectionInfo {
     remote_addr: SocketAddr,
     client_certificate: Option<Arc<PeerCertificate>>,
+    chain_validated: bool,
 }
 
 impl ConnectionInfo {
     /// For a TLS server other than [`TlsListener`](crate::tls::TlsListener): insert
     /// `ConnectInfo(ConnectionInfo::new(peer, certificate))` into each request's
-    /// extensions. The certificate must be one the handshake authenticated.
+    /// extensions. The certificate must be one the handshake authenticated and whose
+    /// chain the server validated against its CAs.
     pub fn new(remote_addr: SocketAddr, client_certificate: Option<Arc<PeerCertificate>>) -> Self {
         Self {
             remote_addr,
             client_certificate,
+            chain_validated: true,
         }
+    }
+
+    /// Like [`new`](Self::new), for a certificate whose possession the handshake proved
+    /// but whose chain nobody validated (self-signed, or any certificate accepted for
+    /// binding alone). Its subject and SANs are then the client's own words.
+    pub fn with_unvalidated_certificate(
+        remote_addr: SocketAddr,
+        client_certificate: Option<Arc<PeerCertificate>>,
+    ) -> Self {
+        Self {
+            remote_addr,
+            client_certificate,
+            chain_validated: false,
+        }
+    }
+
+    /// Whether the client certificate's chain was validated against a CA (so its subject
+    /// and SANs are the CA's word, not only the client's).
+    pub fn client_certificate_validated(&self) -> bool {
+        self.chain_validated && self.client_certificate.is_some()
     }
 
     /// The TCP peer.

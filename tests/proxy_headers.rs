@@ -425,10 +425,27 @@ async fn envoy_xfcc_as_envoy_sends_it() {
 async fn aws_alb_passthrough_and_verify_modes() {
     let world = World::new();
     let token = world.token_for_a("read");
-    let server = serve_plain(app(layer(&world, trusting(HeaderFormat::AwsAlb)))).await;
     let value = encode(HeaderFormat::AwsAlb, &[&world.a]);
     assert!(!value.contains("%2B") && !value.contains("%2F") && !value.contains("%3D"));
-    for header in ["x-amzn-mtls-clientcert", "x-amzn-mtls-clientcert-leaf"] {
+    let passthrough = serve_plain(app(layer(&world, trusting(HeaderFormat::AwsAlb)))).await;
+    let verify_mode = ProxyCertificate::builder(HeaderFormat::AwsAlb)
+        .header("X-Amzn-Mtls-Clientcert-Leaf")
+        .trusted_proxy(format!("{PROXY}/32").parse().unwrap())
+        .build()
+        .unwrap();
+    let verify = serve_plain(app(layer(&world, verify_mode))).await;
+    for (server, header, other) in [
+        (
+            &passthrough,
+            "x-amzn-mtls-clientcert",
+            "x-amzn-mtls-clientcert-leaf",
+        ),
+        (
+            &verify,
+            "x-amzn-mtls-clientcert-leaf",
+            "x-amzn-mtls-clientcert",
+        ),
+    ] {
         let answer = send_from(
             PROXY,
             server.addr,
@@ -441,19 +458,24 @@ async fn aws_alb_passthrough_and_verify_modes() {
         .await;
         assert_eq!(answer.status, StatusCode::OK, "{header}: {}", answer.body);
         assert_eq!(answer.json()["thumbprint"], world.a.thumbprint);
+        // Only the configured mode's header counts: the other one is never read.
+        let other_mode = send_from(
+            PROXY,
+            server.addr,
+            "/whoami",
+            &[
+                (other, value.as_bytes()),
+                ("authorization", &bearer(&token)),
+            ],
+        )
+        .await;
+        assert_eq!(
+            other_mode.status,
+            StatusCode::UNAUTHORIZED,
+            "{other} is not read"
+        );
     }
-    let both = send_from(
-        PROXY,
-        server.addr,
-        "/whoami",
-        &[
-            ("x-amzn-mtls-clientcert", value.as_bytes()),
-            ("x-amzn-mtls-clientcert-leaf", value.as_bytes()),
-            ("authorization", &bearer(&token)),
-        ],
-    )
-    .await;
-    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    let server = passthrough;
     // Form-decoding would turn the base64's '+' into ' '; a '+' must stay a '+'.
     let spaced = value.replace('+', " ");
     if spaced != value {
@@ -608,4 +630,66 @@ fn proxy_configuration_errors_say_what_to_fix() {
     assert!(err(trusted().header("bad header")).contains("not a valid HTTP header name"));
     assert!(err(trusted().trusted_proxy_certificate("abc")).contains("x5t#S256"));
     assert!(err(trusted().max_header_len(0)).contains("max_header_len must be at least 1"));
+}
+
+#[tokio::test]
+async fn trust_by_subject_needs_a_ca_validated_proxy_certificate() {
+    let world = World::new();
+    let proxy = world.ca.client(&Subject::cn("edge-proxy"));
+    let impostor = Leaf::self_signed(&Subject::cn("edge-proxy"));
+    let source = || {
+        ProxyCertificate::builder(HeaderFormat::Caddy)
+            .trusted_proxy_subject("CN=edge-proxy")
+            .build()
+            .unwrap()
+    };
+    let a_value = encode(HeaderFormat::Caddy, &[&world.a]);
+    let token = world.token_for_a("read");
+    let headers: [(&str, &[u8]); 2] = [
+        ("x-client-cert", a_value.as_bytes()),
+        ("authorization", &bearer(&token)),
+    ];
+
+    // CA-validated proxy certificate with the trusted subject: trusted.
+    let validated = serve_tls(app(layer(&world, source())), world.tls()).await;
+    let answer = call(&validated, &world, Some(&proxy), "/whoami", &headers).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["thumbprint"], world.a.thumbprint);
+
+    // A listener that lets any certificate through: the same subject, self-signed, is not.
+    let any = mtls_bound_token::tls::TlsServerConfig::builder()
+        .certificate_chain_pem(world.server.chain_pem.clone())
+        .private_key_pem(world.server.key_pem.clone())
+        .accept_any_client_certificate()
+        .build()
+        .unwrap();
+    let unvalidated = serve_tls(app(layer(&world, source())), any).await;
+    let answer = call(&unvalidated, &world, Some(&impostor), "/whoami", &headers).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "self-signed impostor"
+    );
+
+    // Nor on a token endpoint's listener, which lets self-signed certificates through.
+    let endpoint_tls = mtls_bound_token::client_auth::token_endpoint_tls(
+        mtls_bound_token::tls::TlsServerConfig::builder()
+            .certificate_chain_pem(world.server.chain_pem.clone())
+            .private_key_pem(world.server.key_pem.clone()),
+        world.ca.cert_pem.clone(),
+    )
+    .unwrap();
+    let endpoint = serve_tls(app(layer(&world, source())), endpoint_tls).await;
+    let answer = call(&endpoint, &world, Some(&impostor), "/whoami", &headers).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "self-signed impostor on a token endpoint"
+    );
+    let answer = call(&endpoint, &world, Some(&proxy), "/whoami", &headers).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "the CA-issued proxy on a token endpoint"
+    );
 }

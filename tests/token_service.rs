@@ -115,6 +115,14 @@ auth = "tls_client_auth"
 san_dns = "client-a.example.org"
 grant_types = ["authorization_code"]
 scopes = ["read"]
+
+# May have tokens for --audience and one more resource only.
+[[client]]
+client_id = "reports-only"
+auth = "tls_client_auth"
+san_dns = "client-a.example.org"
+resources = ["https://reports.test"]
+scopes = ["read"]
 "#;
 
 /// Built once for the whole file.
@@ -626,6 +634,23 @@ fn a_token_bound_to_the_presented_certificate() {
         assert_eq!(claims["aud"], "https://other.test", "{name}");
         assert_eq!(claims["scope"], "admin", "{name}");
         assert_eq!(claims["cnf"]["x5t#S256"], a.thumbprint.as_str(), "{name}");
+    }
+
+    // A client registered with `resources` gets tokens for those and --audience only.
+    for (resource, status) in [
+        ("https://reports.test", 200),
+        (AUDIENCE, 200),
+        ("https://other.test", 400),
+    ] {
+        let answer = setup.curl_token(
+            &service,
+            "a",
+            &form("reports-only", &[("resource", resource)]),
+        );
+        assert_eq!(answer.status, status, "{resource}: {}", answer.body);
+        if status == 400 {
+            assert_eq!(answer.json()["error"], "invalid_target");
+        }
     }
 }
 

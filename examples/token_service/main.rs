@@ -116,7 +116,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         signer,
         trusted_proxies: args.proxy.trusted_proxies,
     };
-    let app = TokenService::new(settings, authenticator, clients.grant_types)
+    let app = TokenService::new(settings, authenticator, clients.policies)
         .router()
         .into_make_service_with_connect_info::<ConnectionInfo>();
 

@@ -102,8 +102,17 @@ pub struct Settings {
 /// The registered clients as the clients file describes them.
 pub struct Clients {
     pub registrations: Vec<ClientRegistration>,
-    /// Grant types per client; `client_credentials` unless the file says otherwise.
-    pub grant_types: HashMap<String, Vec<String>>,
+    /// What each client may ask for, by client_id.
+    pub policies: HashMap<String, ClientPolicy>,
+}
+
+/// What a client may ask for besides its scopes.
+pub struct ClientPolicy {
+    /// Grant types; `client_credentials` unless the file says otherwise.
+    pub grant_types: Vec<String>,
+    /// Audiences it may name with `resource`/`audience` besides `--audience`; `None`
+    /// (no `resources` in the file) lets it name any.
+    pub resources: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +136,7 @@ struct ClientEntry {
     #[serde(default)]
     scopes: Vec<String>,
     grant_types: Option<Vec<String>>,
+    resources: Option<Vec<String>>,
 }
 
 /// Reads the clients file (TOML). Every problem names the client and what to fix.
@@ -144,20 +154,19 @@ pub fn load_clients(path: &Path) -> Result<Clients, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut clients = Clients {
         registrations: Vec::new(),
-        grant_types: HashMap::new(),
+        policies: HashMap::new(),
     };
     for entry in file.client {
         let id = entry.client_id.clone();
         let registration = registration(&entry, base)
             .map_err(|e| format!("clients file {}: client {id:?}: {e}", path.display()))?;
-        let grant_types = entry
-            .grant_types
-            .unwrap_or_else(|| vec!["client_credentials".into()]);
-        if clients
-            .grant_types
-            .insert(id.clone(), grant_types)
-            .is_some()
-        {
+        let policy = ClientPolicy {
+            grant_types: entry
+                .grant_types
+                .unwrap_or_else(|| vec!["client_credentials".into()]),
+            resources: entry.resources,
+        };
+        if clients.policies.insert(id.clone(), policy).is_some() {
             return Err(format!(
                 "clients file {}: client {id:?} is registered twice",
                 path.display()
@@ -235,7 +244,7 @@ fn registration(entry: &ClientEntry, base: &Path) -> Result<ClientRegistration, 
 struct Inner {
     settings: Settings,
     authenticator: Arc<ClientAuthenticator>,
-    grant_types: HashMap<String, Vec<String>>,
+    policies: HashMap<String, ClientPolicy>,
     per_certificate: DefaultKeyedRateLimiter<[u8; 32]>,
     per_peer: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -254,7 +263,7 @@ impl TokenService {
     pub fn new(
         settings: Settings,
         authenticator: ClientAuthenticator,
-        grant_types: HashMap<String, Vec<String>>,
+        policies: HashMap<String, ClientPolicy>,
     ) -> Self {
         let per_minute = settings.rate_limit;
         // Several clients may share a host; unauthenticated floods still stop early.
@@ -264,7 +273,7 @@ impl TokenService {
             per_certificate: RateLimiter::keyed(Quota::per_minute(per_minute)),
             per_peer: RateLimiter::keyed(Quota::per_minute(per_peer)),
             authenticator: Arc::new(authenticator),
-            grant_types,
+            policies,
             settings,
         });
         // Any self-signed certificate can knock, so keys must not pile up forever.
@@ -420,10 +429,8 @@ async fn token(
         }
     }
     let registration = client.registration();
-    let allowed = inner
-        .grant_types
-        .get(registration.client_id())
-        .is_some_and(|grants| grants.iter().any(|g| g == "client_credentials"));
+    let policy = inner.policies.get(registration.client_id());
+    let allowed = policy.is_some_and(|p| p.grant_types.iter().any(|g| g == "client_credentials"));
     if !allowed {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -453,6 +460,18 @@ async fn token(
         .or_else(|| params.get("audience"))
         .filter(|a| !a.is_empty())
         .unwrap_or(&inner.settings.audience);
+    let permitted = *audience == inner.settings.audience
+        || policy
+            .and_then(|p| p.resources.as_ref())
+            .is_none_or(|resources| resources.contains(audience));
+    if !permitted {
+        // RFC 8707 §2: the client may not have tokens for that resource.
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "the client may not request tokens for that resource",
+        );
+    }
 
     let issued_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -63,7 +63,6 @@ pub struct ProxyCertificate {
     proxy_subjects: Vec<String>,
     format: HeaderFormat,
     header: HeaderName,
-    alternative: Option<HeaderName>,
     companion: Option<HeaderName>,
     max_len: usize,
     cache: Option<CertificateCache>,
@@ -118,8 +117,11 @@ impl ProxyCertificate {
             .fold(subtle::Choice::from(0), |found, t| {
                 found | t.ct_eq(cert.thumbprint_bytes())
             });
+        // A subject means something only when a CA vouched for it: a self-signed
+        // certificate can carry any subject.
         bool::from(by_thumbprint)
-            || (!cert.subject().is_empty()
+            || (connection.client_certificate_validated()
+                && !cert.subject().is_empty()
                 && self.proxy_subjects.iter().any(|s| s == cert.subject()))
     }
 
@@ -128,17 +130,7 @@ impl ProxyCertificate {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<PeerCertificate>>, AuthError> {
-        let mut value = self.single(headers, &self.header)?;
-        if let (None, Some(alternative)) = (value, &self.alternative) {
-            value = self.single(headers, alternative)?;
-        } else if let Some(alternative) = &self.alternative
-            && headers.contains_key(alternative)
-        {
-            return Err(AuthError::invalid_request(
-                "the request carries both client certificate headers of the load balancer",
-            ));
-        }
-        let Some(value) = value else {
+        let Some(value) = self.single(headers, &self.header)? else {
             return Ok(None);
         };
         let companion = match &self.companion {
@@ -220,12 +212,7 @@ impl ClientCertificateSource for ProxyCertificate {
         if self.is_trusted(connection) {
             return self.certificate_in_headers(headers);
         }
-        if headers.contains_key(&self.header)
-            || self
-                .alternative
-                .as_ref()
-                .is_some_and(|h| headers.contains_key(h))
-        {
+        if headers.contains_key(&self.header) {
             tracing::debug!(
                 peer = %connection.remote_addr(),
                 header = %self.header,
@@ -257,8 +244,9 @@ impl ProxyCertificateBuilder {
     }
 
     /// Trusts requests on connections whose mTLS client certificate has this subject
-    /// (RFC 4514). Only meaningful when the TLS layer validates client chains against a
-    /// CA that issues nothing else under that name.
+    /// (RFC 4514) and a chain validated against the TLS layer's CA; a self-signed or
+    /// unvalidated certificate with that subject is not trusted. Use a CA that issues
+    /// nothing else under that name, or pin the thumbprint instead.
     pub fn trusted_proxy_subject(mut self, subject: impl Into<String>) -> Self {
         self.proxy_subjects.push(subject.into());
         self
@@ -303,11 +291,6 @@ impl ProxyCertificateBuilder {
                 .map_err(|_| ConfigError::InvalidHeaderName(name))?,
             None => self.format.default_header(),
         };
-        // The verify-mode header of the ALB is read only with the default header name.
-        let alternative = self
-            .format
-            .alternative_header()
-            .filter(|_| header == self.format.default_header());
         let proxy_thumbprints = self
             .proxy_thumbprints
             .iter()
@@ -325,7 +308,6 @@ impl ProxyCertificateBuilder {
             proxy_subjects: self.proxy_subjects,
             format: self.format,
             companion: self.format.companion_header(),
-            alternative,
             header,
             max_len: self.max_len,
             cache: (self.cache_capacity > 0).then(|| {

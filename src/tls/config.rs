@@ -235,9 +235,13 @@ impl TlsServerConfigBuilder {
             return Err(TlsConfigError::Zero("max_concurrent_handshakes"));
         }
 
+        let mut chains = ChainCheck::Validated;
         let verifier: Arc<dyn ClientCertVerifier> = match self.client_auth {
             ClientAuth::Unset => return Err(TlsConfigError::NoClientAuth),
-            ClientAuth::Any => AnyCertificate::new(&provider, !self.anonymous),
+            ClientAuth::Any => {
+                chains = ChainCheck::NotValidated;
+                AnyCertificate::new(&provider, !self.anonymous)
+            }
             ClientAuth::Ca(pem) => {
                 let builder = WebPkiClientVerifier::builder_with_provider(
                     Arc::new(pem.roots()?),
@@ -253,8 +257,11 @@ impl TlsServerConfigBuilder {
                     .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
             }
             ClientAuth::CaOrSelfSigned(pem) => {
-                CaOrSelfSigned::new(Arc::new(pem.roots()?), Arc::clone(&provider))
-                    .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
+                let (verifier, ca) =
+                    CaOrSelfSigned::new(Arc::new(pem.roots()?), Arc::clone(&provider))
+                        .map_err(|e| TlsConfigError::Rustls(e.to_string()))?;
+                chains = ChainCheck::PerConnection(ca);
+                verifier
             }
         };
 
@@ -269,6 +276,7 @@ impl TlsServerConfigBuilder {
             rustls: Arc::new(config),
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
+            chains,
         })
     }
 }
@@ -279,6 +287,31 @@ pub struct TlsServerConfig {
     pub(crate) rustls: Arc<rustls::ServerConfig>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
+    pub(crate) chains: ChainCheck,
+}
+
+/// Whether a connection's client certificate chains to a configured CA.
+#[derive(Clone)]
+pub(crate) enum ChainCheck {
+    /// The handshake only completes with a validated chain (or no certificate).
+    Validated,
+    /// Any certificate passes the handshake.
+    NotValidated,
+    /// Self-signed ones pass too: validate again, once per connection.
+    PerConnection(Arc<dyn ClientCertVerifier>),
+}
+
+impl ChainCheck {
+    pub(crate) fn validated(&self, chain: &[rustls::pki_types::CertificateDer<'_>]) -> bool {
+        match self {
+            Self::Validated => true,
+            Self::NotValidated => false,
+            Self::PerConnection(ca) => chain.split_first().is_some_and(|(leaf, intermediates)| {
+                ca.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+                    .is_ok()
+            }),
+        }
+    }
 }
 
 impl TlsServerConfig {

@@ -97,6 +97,7 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let ready = ready.clone();
         let timeout = config.handshake_timeout;
+        let chains = config.chains.clone();
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
             drop(slot);
@@ -111,17 +112,23 @@ async fn accept_loop(
                     return;
                 }
             };
-            let certificate = match stream.get_ref().1.peer_certificates() {
+            let info = match stream.get_ref().1.peer_certificates() {
                 Some(chain) if !chain.is_empty() => match PeerCertificate::from_chain(chain) {
-                    Ok(certificate) => Some(Arc::new(certificate)),
+                    Ok(certificate) => {
+                        let certificate = Some(Arc::new(certificate));
+                        if chains.validated(chain) {
+                            ConnectionInfo::new(remote_addr, certificate)
+                        } else {
+                            ConnectionInfo::with_unvalidated_certificate(remote_addr, certificate)
+                        }
+                    }
                     Err(error) => {
                         tracing::debug!(%remote_addr, %error, "client certificate unusable; closing");
                         return;
                     }
                 },
-                _ => None,
+                _ => ConnectionInfo::new(remote_addr, None),
             };
-            let info = ConnectionInfo::new(remote_addr, certificate);
             let _ = ready
                 .send((TlsConnection { stream, info }, remote_addr))
                 .await;

@@ -82,17 +82,25 @@ pub(crate) struct CaOrSelfSigned {
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
+/// The verifier, and its CA-only half for telling afterwards which way a certificate
+/// passed.
+type WithCaVerifier = (Arc<CaOrSelfSigned>, Arc<dyn ClientCertVerifier>);
+
 impl CaOrSelfSigned {
     pub(crate) fn new(
         roots: Arc<rustls::RootCertStore>,
         provider: Arc<rustls::crypto::CryptoProvider>,
-    ) -> Result<Arc<Self>, rustls::server::VerifierBuilderError> {
+    ) -> Result<WithCaVerifier, rustls::server::VerifierBuilderError> {
         let ca = rustls::server::WebPkiClientVerifier::builder_with_provider(
             roots,
             Arc::clone(&provider),
         )
         .build()?;
-        Ok(Arc::new(Self { ca, provider }))
+        let verifier = Arc::new(Self {
+            ca: Arc::clone(&ca),
+            provider,
+        });
+        Ok((verifier, ca))
     }
 }
 

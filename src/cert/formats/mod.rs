@@ -50,8 +50,10 @@ pub enum HeaderFormat {
     Traefik,
     /// HAProxy `%[ssl_c_der,base64]`, optionally in double quotes.
     Haproxy,
-    /// AWS ALB mTLS: percent-encoded PEM (`+`, `=`, `/` left as they are), the chain in
-    /// passthrough mode, the leaf in `X-Amzn-Mtls-Clientcert-Leaf` in verify mode.
+    /// AWS ALB mTLS: percent-encoded PEM (`+`, `=`, `/` left as they are). Passthrough
+    /// mode sends the chain in `X-Amzn-Mtls-Clientcert` (the default header); for verify
+    /// mode set the header to `X-Amzn-Mtls-Clientcert-Leaf`. Only the configured header
+    /// is read, so a client cannot slip in the other mode's header.
     AwsAlb,
     /// Caddy `{http.request.tls.client.certificate_der_base64}`: base64 DER.
     Caddy,
@@ -99,14 +101,6 @@ impl HeaderFormat {
     pub(crate) fn companion_header(self) -> Option<HeaderName> {
         match self {
             Self::Rfc9440 => Some(HeaderName::from_static("client-cert-chain")),
-            _ => None,
-        }
-    }
-
-    /// A header read instead when the default one is absent: the ALB's verify mode.
-    pub(crate) fn alternative_header(self) -> Option<HeaderName> {
-        match self {
-            Self::AwsAlb => Some(HeaderName::from_static("x-amzn-mtls-clientcert-leaf")),
             _ => None,
         }
     }

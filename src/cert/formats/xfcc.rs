@@ -24,9 +24,19 @@ struct Element<'a> {
 }
 
 pub(super) fn parse(value: &str) -> Result<Forwarded, FormatError> {
-    let last = last_element(value)?.trim();
+    let (last, earlier) = last_element(value)?;
+    let last = last.trim();
     if last.is_empty() {
         return Err("the x-forwarded-client-cert element is empty");
+    }
+    // Envoy writes URI and DNS values unquoted, so a SAN containing ",Hash=..." would
+    // forge a last element. With several elements, one carrying URI or DNS makes the
+    // boundaries ambiguous: refuse rather than guess.
+    if !earlier.is_empty() && has_unquoted_san(earlier)? {
+        return Err(
+            "the x-forwarded-client-cert has several elements with unquoted URI/DNS values; \
+                    its element boundaries are ambiguous (use SANITIZE_SET, or leave uri/dns out)",
+        );
     }
     let element = read_element(last)?;
 
@@ -107,11 +117,24 @@ fn once<'a>(slot: &mut Option<Cow<'a, str>>, value: Cow<'a, str>) -> Result<(), 
     }
 }
 
-/// The last element: the text after the last `,` that stands outside quotes.
-fn last_element(text: &str) -> Result<&str, FormatError> {
+/// The last element (the text after the last `,` outside quotes) and what precedes it.
+fn last_element(text: &str) -> Result<(&str, &str), FormatError> {
     let mut start = 0;
     scan(text, b',', |at| start = at + 1)?;
-    Ok(&text[start..])
+    Ok((&text[start..], &text[..start]))
+}
+
+/// Whether any pair in `text` (elements joined by `,`) has a `URI` or `DNS` key.
+fn has_unquoted_san(text: &str) -> Result<bool, FormatError> {
+    for element in split_outside_quotes(text, b',')? {
+        for pair in split_outside_quotes(element, b';')? {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key).trim();
+            if key.eq_ignore_ascii_case("uri") || key.eq_ignore_ascii_case("dns") {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Splits on `separator` (ASCII) where it stands outside double quotes.
@@ -160,17 +183,15 @@ fn unquote(value: &str) -> Result<Cow<'_, str>, FormatError> {
     if !inner.contains('\\') {
         return Ok(Cow::Borrowed(inner));
     }
+    // Only the quoted string's own escapes are undone: a Subject's RFC 4514 escapes
+    // (`CN=a\\,O=b`) must reach the DN parser as they are.
     let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
+    let mut chars = inner.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\\' {
-            out.push(
-                chars
-                    .next()
-                    .ok_or("an x-forwarded-client-cert value ends in '\\'")?,
-            );
-        } else {
-            out.push(c);
+        match (c, chars.peek()) {
+            ('\\', Some('"' | '\\')) => out.extend(chars.next()),
+            ('\\', None) => return Err("an x-forwarded-client-cert value ends in '\\'"),
+            (c, _) => out.push(c),
         }
     }
     Ok(Cow::Owned(out))
@@ -185,7 +206,7 @@ mod tests {
         let text = r#"By=a;Subject="CN=x,O=\"y;z\"";URI=u,Hash=00"#;
         let parts = split_outside_quotes(text, b',').unwrap();
         assert_eq!(parts, [r#"By=a;Subject="CN=x,O=\"y;z\"";URI=u"#, "Hash=00"]);
-        assert_eq!(last_element(text).unwrap(), "Hash=00");
+        assert_eq!(last_element(text).unwrap().0, "Hash=00");
         assert!(split_outside_quotes(r#"Subject="open"#, b',').is_err());
         assert!(last_element(r#"Subject="open"#).is_err());
     }
@@ -205,6 +226,34 @@ mod tests {
         assert_eq!(cert.san_uri(), ["spiffe://a/b"]);
         assert_eq!(cert.san_dns(), ["c.example", "d.example"]);
         assert!(cert.der().is_none());
+    }
+
+    #[test]
+    fn a_comma_in_an_unquoted_san_cannot_forge_the_last_element() {
+        let victim = "ab".repeat(32);
+        let attacker = "cd".repeat(32);
+        let forged =
+            format!("By=x;Hash={attacker};Subject=\"CN=a\";URI=spiffe://e/x,Hash={victim}");
+        assert!(parse(&forged).is_err());
+        let forged = format!("Hash={attacker};DNS=a.example,Hash={victim}");
+        assert!(parse(&forged).is_err());
+        // Several hops without URI/DNS: still the last one.
+        let hops = format!("By=outer;Hash={attacker},By=inner;Hash={victim}");
+        let Ok(Forwarded::Certificate(cert)) = parse(&hops) else {
+            panic!("two hops");
+        };
+        assert_eq!(cert.thumbprint_bytes(), &[0xab; 32]);
+    }
+
+    #[test]
+    fn subject_escapes_reach_the_dn_parser() {
+        let hash = "ab".repeat(32);
+        let value = format!(r#"Hash={hash};Subject="CN=evil\,O=Admins""#);
+        let Ok(Forwarded::Certificate(cert)) = parse(&value) else {
+            panic!("hash-only element");
+        };
+        assert_eq!(cert.subject(), r"CN=evil\,O=Admins");
+        assert_ne!(cert.subject_name(), &"CN=evil,O=Admins".parse().unwrap());
     }
 
     #[test]
