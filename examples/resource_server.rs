@@ -75,6 +75,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Handlers first: a SIGTERM right after "listening on" must be a graceful stop.
+    let shutdown = shutdown_signal();
     let mut auth = MtlsBoundTokenLayer::builder()
         .issuer(args.issuer)
         .audience(args.audience)
@@ -116,7 +118,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let addr = listener.local_addr();
             announce(&format!("listening on {addr} (https, {mode})"));
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await?;
         }
         _ => {
@@ -125,7 +127,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             announce(&format!("listening on {} (http)", listener.local_addr()?));
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await?;
         }
     }

@@ -341,7 +341,7 @@ fn sigterm_shuts_down_gracefully() {
     panic!("the server did not stop within 10 s of SIGTERM");
 }
 
-/// curl with extra request headers.
+/// The status curl gets for `GET url` with the token and one extra header.
 fn curl_with(
     url: &str,
     ca: Option<&std::path::Path>,
@@ -349,34 +349,8 @@ fn curl_with(
     token: &str,
     header: &str,
 ) -> u16 {
-    let mut command = std::process::Command::new("curl");
-    command.args([
-        "--silent",
-        "--output",
-        "/dev/null",
-        "--max-time",
-        "10",
-        "--write-out",
-        "%{http_code}",
-    ]);
-    if let Some(ca) = ca {
-        command.arg("--cacert").arg(ca);
-    }
-    if let Some((cert, key)) = client {
-        command.arg("--cert").arg(cert).arg("--key").arg(key);
-    }
-    command.args([
-        "--header",
-        &format!("Authorization: Bearer {token}"),
-        "--header",
-        header,
-        url,
-    ]);
-    let output = command.output().expect("curl");
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    let authorization = format!("Authorization: Bearer {token}");
+    curl_request("GET", url, ca, client, &[&authorization, header], None).status
 }
 
 #[test]

@@ -1340,3 +1340,22 @@ fn the_python_client_runs_the_whole_flow() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("FAILED: token request"), "{stderr}");
 }
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let setup = Setup::new();
+    let mut service = setup.start(&[]);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(exit) = service.child.try_wait().unwrap() {
+            assert!(exit.success(), "exit status {exit}");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the token service did not stop within 10 s of SIGTERM");
+}

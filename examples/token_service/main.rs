@@ -78,6 +78,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Handlers first: a SIGTERM right after "listening on" must be a graceful stop.
+    let shutdown = shutdown_signal();
     let clients = load_clients(&args.clients)?;
     let mut authenticator = ClientAuthenticator::builder();
     let ca_pem = match &args.client_ca {
@@ -136,7 +138,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()
     ));
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
 }

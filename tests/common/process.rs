@@ -115,46 +115,17 @@ pub struct CurlAnswer {
     pub body: String,
 }
 
-/// `curl` to `url`, presenting `cert`/`key` when given and trusting `ca`.
+/// `GET url` with curl, presenting `cert`/`key` when given, trusting `ca`, with the
+/// bearer `token` when given.
 pub fn curl(
     url: &str,
     ca: Option<&Path>,
     client: Option<(&Path, &Path)>,
     token: Option<&str>,
 ) -> CurlAnswer {
-    let dir = tempfile::tempdir().unwrap();
-    let headers_file = dir.path().join("headers");
-    let mut command = Command::new("curl");
-    command
-        .args([
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "10",
-            "--dump-header",
-        ])
-        .arg(&headers_file)
-        .args(["--write-out", "\n%{http_code}"]);
-    if let Some(ca) = ca {
-        command.arg("--cacert").arg(ca);
-    }
-    if let Some((cert, key)) = client {
-        command.arg("--cert").arg(cert).arg("--key").arg(key);
-    }
-    if let Some(token) = token {
-        command.args(["--header", &format!("Authorization: Bearer {token}")]);
-    }
-    let output = command
-        .arg(url)
-        .output()
-        .expect("curl is installed (scripts/test installs it)");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    CurlAnswer {
-        status: status.trim().parse().unwrap_or(0),
-        headers: std::fs::read_to_string(&headers_file).unwrap_or_default(),
-        body: body.to_owned(),
-    }
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}"));
+    let headers: Vec<&str> = authorization.iter().map(String::as_str).collect();
+    curl_request("GET", url, ca, client, &headers, None)
 }
 
 impl CurlAnswer {
