@@ -5,9 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use common::pki::{Ca, Leaf, Subject};
+use common::pki::{self, Ca, Leaf, Subject};
 use common::*;
 use http::StatusCode;
 use mtls_bound_token::PeerCertificate;
@@ -225,14 +223,6 @@ fn tls_client_auth_needs_the_chain_and_the_client() {
     );
 }
 
-fn x5c_jwks(leaves: &[&Leaf]) -> String {
-    let keys: Vec<_> = leaves
-        .iter()
-        .map(|l| serde_json::json!({"kty": "EC", "crv": "P-256", "x5c": [STANDARD.encode(&l.cert_der)]}))
-        .collect();
-    serde_json::json!({ "keys": keys }).to_string()
-}
-
 #[test]
 fn self_signed_clients_present_a_registered_certificate() {
     let own = Leaf::self_signed(&Subject::cn("workload"));
@@ -240,7 +230,7 @@ fn self_signed_clients_present_a_registered_certificate() {
     let imposter = Leaf::self_signed(&Subject::cn("workload"));
     let registration = ClientRegistration::self_signed_tls_client_auth(
         "client-s",
-        x5c_jwks(&[&own, &second]).as_bytes(),
+        pki::x5c_jwks(&[&own, &second]).as_bytes(),
     )
     .unwrap();
     let auth = ClientAuthenticator::builder()

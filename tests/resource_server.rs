@@ -42,10 +42,6 @@ fn files(world: &World) -> Files {
     }
 }
 
-fn s(path: &std::path::Path) -> &str {
-    path.to_str().unwrap()
-}
-
 fn pair(p: &(PathBuf, PathBuf)) -> Option<(&std::path::Path, &std::path::Path)> {
     Some((p.0.as_path(), p.1.as_path()))
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use common::pki::{self, Ca, Leaf, Subject};
 use common::process::*;
@@ -137,23 +137,6 @@ fn binary(name: &'static str) -> &'static Path {
     cell.get_or_init(|| example_binary(name))
 }
 
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// Client A's certificate contents (as in `World::new`), for look-alikes of A.
-fn a_subject() -> Subject {
-    Subject {
-        cn: "client-a".into(),
-        org: Some("Example".into()),
-        dns: vec!["client-a.example.org".into()],
-        uri: vec!["spiffe://example.org/client-a".into()],
-        ip: vec!["10.1.2.3".parse().unwrap(), "2001:db8::10".parse().unwrap()],
-        email: vec!["a@example.org".into()],
-        expired: false,
-    }
-}
-
 /// The certificates of the tests and the files of the token service's user.
 struct Setup {
     world: World,
@@ -177,14 +160,14 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let world = World::new();
-        let stranger = Ca::root("Someone Else's CA").client(&a_subject());
-        let self_a = Leaf::self_signed(&a_subject());
+        let stranger = Ca::root("Someone Else's CA").client(&pki::a_subject());
+        let self_a = Leaf::self_signed(&pki::a_subject());
         let spoof = world.ca.client(&Subject::cn("client-a,O=Example"));
         let s1 = Leaf::self_signed(&Subject::cn("workload-1"));
         let s2 = Leaf::self_signed(&Subject::cn("workload-2"));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
-        write(p, "client-s.jwks.json", &x5c_jwks(&[&s1]).to_string());
+        write(p, "client-s.jwks.json", &pki::x5c_jwks(&[&s1]));
         Self {
             ca: write(p, "ca.pem", &world.ca.cert_pem),
             server_cert: write(p, "server.pem", &world.server.chain_pem),
@@ -291,24 +274,6 @@ impl Setup {
 
 fn url(server: &Running, path: &str) -> String {
     format!("https://localhost:{}{path}", server.addr.port())
-}
-
-/// A JWKS whose keys carry `x5c`: what a `self_signed_tls_client_auth` client registers.
-fn x5c_jwks(leaves: &[&Leaf]) -> Value {
-    let keys: Vec<Value> = leaves
-        .iter()
-        .map(|leaf| {
-            let key = rcgen::KeyPair::from_pem(&leaf.key_pem).unwrap();
-            let point = key.public_key_raw();
-            json!({
-                "kty": "EC", "crv": "P-256",
-                "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-                "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-                "x5c": [STANDARD.encode(&leaf.cert_der)],
-            })
-        })
-        .collect();
-    json!({ "keys": keys })
 }
 
 /// `grant_type=client_credentials&client_id=...` and any extra parameters.

@@ -108,11 +108,10 @@ async fn forged_and_tampered_tokens_are_refused() {
         foreign.sign(&a_claims(&world)),
     ));
 
-    // The algorithm is pinned by the key: an RSA key cannot verify an EC alg, and the
-    // EC key cannot be asked for ES384.
+    // A header that names another algorithm than the one that signed.
     let mut wrong_alg = rsa.header();
     wrong_alg.alg = Algorithm::PS256;
-    cases.push(("RS256 key, PS256 header", {
+    cases.push(("RS256 signature under a PS256 header", {
         let token = rsa.sign(&a_claims(&world));
         let (_, rest) = token.split_once('.').unwrap();
         format!(
@@ -166,6 +165,34 @@ async fn forged_and_tampered_tokens_are_refused() {
     for (case, token) in cases {
         assert_invalid_token(&as_a(&server, &world, "/whoami", &token).await, case);
     }
+}
+
+#[tokio::test]
+async fn the_algorithm_is_pinned_by_the_key() {
+    let world = World::new();
+    let rsa = SigningKey::rs256("r1");
+    let mut pinned = rsa.jwk.clone();
+    pinned["alg"] = json!("RS256");
+    let jwks = json!({"keys": [pinned]}).to_string();
+    let server = serve_tls(app(builder(jwks).build().unwrap()), world.tls()).await;
+
+    let rs256 = rsa.sign(&a_claims(&world));
+    assert_eq!(
+        as_a(&server, &world, "/whoami", &rs256).await.status,
+        StatusCode::OK
+    );
+
+    // A genuine PS256 signature by the very same key: the key's JWK says RS256 only.
+    let mut ps256 = rsa.header();
+    ps256.alg = Algorithm::PS256;
+    let token = rsa.sign_with(ps256, &a_claims(&world));
+    let answer = as_a(&server, &world, "/whoami", &token).await;
+    assert_invalid_token(&answer, "PS256 under an RS256-pinned key");
+    assert!(
+        answer.challenge().contains("not one its key allows"),
+        "{}",
+        answer.challenge()
+    );
 }
 
 #[tokio::test]

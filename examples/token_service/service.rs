@@ -473,6 +473,14 @@ async fn token(
         );
     }
 
+    let Some(jti) = jti() else {
+        tracing::error!("no OS randomness for a jti");
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the token could not be issued",
+        );
+    };
     let issued_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -487,7 +495,7 @@ async fn token(
         "scope": scope,
         "iat": issued_at,
         "exp": issued_at + ttl,
-        "jti": jti(),
+        "jti": jti,
         "cnf": {"x5t#S256": client.certificate().thumbprint()},
     });
     let mut header = Header::new(Algorithm::ES256);
@@ -522,15 +530,11 @@ async fn token(
     )
 }
 
-/// 128 random bits, base64url.
-fn jti() -> String {
+/// 128 random bits, base64url; `None` when the OS has no randomness to give.
+fn jti() -> Option<String> {
     let mut bytes = [0u8; 16];
-    // The OS random source failing is not recoverable; a zero jti would still be unique
-    // enough for logs, but say so.
-    if getrandom::fill(&mut bytes).is_err() {
-        tracing::error!("no OS randomness for jti");
-    }
-    URL_SAFE_NO_PAD.encode(bytes)
+    getrandom::fill(&mut bytes).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 async fn jwks(State(service): State<TokenService>) -> Json<Value> {

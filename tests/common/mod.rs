@@ -41,15 +41,7 @@ impl World {
     pub fn new() -> Self {
         let ca = Ca::root("Test Root CA");
         let server = ca.server();
-        let a = ca.client(&Subject {
-            cn: "client-a".into(),
-            org: Some("Example".into()),
-            dns: vec!["client-a.example.org".into()],
-            uri: vec!["spiffe://example.org/client-a".into()],
-            ip: vec!["10.1.2.3".parse().unwrap(), "2001:db8::10".parse().unwrap()],
-            email: vec!["a@example.org".into()],
-            expired: false,
-        });
+        let a = ca.client(&pki::a_subject());
         let b = ca.client(&Subject::cn("client-b"));
         Self {
             ca,

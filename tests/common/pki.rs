@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -319,4 +319,36 @@ pub fn claims(
         claims["cnf"] = json!({ "x5t#S256": cert.thumbprint });
     }
     claims
+}
+
+/// A JWKS whose keys carry `x5c`: what a `self_signed_tls_client_auth` client registers.
+pub fn x5c_jwks(leaves: &[&Leaf]) -> String {
+    let keys: Vec<Value> = leaves
+        .iter()
+        .map(|leaf| {
+            let key = KeyPair::from_pem(&leaf.key_pem).expect("leaf key");
+            let point = key.public_key_raw();
+            json!({
+                "kty": "EC", "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+                "x5c": [STANDARD.encode(&leaf.cert_der)],
+            })
+        })
+        .collect();
+    json!({ "keys": keys }).to_string()
+}
+
+/// Client A's certificate contents: the subject `O=Example,CN=client-a` and one SAN of
+/// every type (two IP addresses).
+pub fn a_subject() -> Subject {
+    Subject {
+        cn: "client-a".into(),
+        org: Some("Example".into()),
+        dns: vec!["client-a.example.org".into()],
+        uri: vec!["spiffe://example.org/client-a".into()],
+        ip: vec!["10.1.2.3".parse().unwrap(), "2001:db8::10".parse().unwrap()],
+        email: vec!["a@example.org".into()],
+        expired: false,
+    }
 }

@@ -278,3 +278,8 @@ impl CurlAnswer {
         })
     }
 }
+
+/// A path as a command-line argument (test paths are UTF-8).
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
