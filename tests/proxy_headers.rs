@@ -73,7 +73,7 @@ fn layer(world: &World, source: ProxyCertificate) -> MtlsBoundTokenLayer {
 
 fn trusting(format: HeaderFormat) -> ProxyCertificate {
     ProxyCertificate::builder(format)
-        .trusted_proxy(format!("{PROXY}/32").parse().unwrap())
+        .trusted_proxy(PROXY.parse().unwrap())
         .build()
         .unwrap()
 }
@@ -430,7 +430,7 @@ async fn aws_alb_passthrough_and_verify_modes() {
     let passthrough = serve_plain(app(layer(&world, trusting(HeaderFormat::AwsAlb)))).await;
     let verify_mode = ProxyCertificate::builder(HeaderFormat::AwsAlb)
         .header("X-Amzn-Mtls-Clientcert-Leaf")
-        .trusted_proxy(format!("{PROXY}/32").parse().unwrap())
+        .trusted_proxy(PROXY.parse().unwrap())
         .build()
         .unwrap();
     let verify = serve_plain(app(layer(&world, verify_mode))).await;

@@ -1,20 +1,21 @@
 //! What the example servers share on the command line: logging, the ready line, and
 //! the options that put them behind a trusted proxy.
 
-use std::net::IpAddr;
-
 use clap::Args;
-use ipnet::IpNet;
 use mtls_bound_token::ConfigError;
-use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
+use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate, TrustedNetwork};
 
 /// `--trusted-proxy`, `--cert-header`, `--cert-header-format`.
 #[derive(Args, Debug)]
 pub struct ProxyArgs {
     /// Requests whose TCP peer is inside this CIDR (or is this address) may carry the
     /// client certificate in a header. Repeatable.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net, requires = "cert_header_format")]
-    pub trusted_proxies: Vec<IpNet>,
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        requires = "cert_header_format"
+    )]
+    pub trusted_proxies: Vec<TrustedNetwork>,
     /// The header the trusted proxy puts the certificate in (default: the format's).
     #[arg(long, value_name = "NAME", requires = "cert_header_format")]
     pub cert_header: Option<String>,
@@ -31,8 +32,8 @@ impl ProxyArgs {
             return Ok(None);
         };
         let mut proxy = ProxyCertificate::builder(format);
-        for net in &self.trusted_proxies {
-            proxy = proxy.trusted_proxy(*net);
+        for network in &self.trusted_proxies {
+            proxy = proxy.trusted_proxy(*network);
         }
         if let Some(header) = &self.cert_header {
             proxy = proxy.header(header.clone());
@@ -41,19 +42,18 @@ impl ProxyArgs {
     }
 }
 
-/// A CIDR, or a bare address meaning just that host.
-fn parse_net(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{text:?} is not a CIDR such as 10.0.0.5/32 or fd00::/64"))
-}
+/// What is logged unless `RUST_LOG` says otherwise: every warning, and the crate's
+/// start-up lines (its `info`); refusals of single requests are at `debug`
+/// (`RUST_LOG=mtls_bound_token=debug` shows them, each with its reason).
+pub const DEFAULT_LOG_FILTER: &str = "warn,mtls_bound_token=info";
 
-/// Logs to stderr; `RUST_LOG` overrides the default `warn`.
+/// Logs to stderr; `RUST_LOG` (an `EnvFilter`) overrides [`DEFAULT_LOG_FILTER`].
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
         )
         .init();
 }

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
 use super::formats::Forwarded;
-use super::{ClientCertificateSource, HeaderFormat, PeerCertificate};
+use super::{ClientCertificateSource, HeaderFormat, PeerCertificate, TrustedNetwork};
 use crate::{AuthError, ConfigError, ConnectionInfo};
 
 /// The default bound on a certificate header's size.
@@ -53,7 +53,8 @@ impl quick_cache::Weighter<String, Arc<PeerCertificate>> for CacheWeight {
 /// use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
 ///
 /// let source = ProxyCertificate::builder(HeaderFormat::Nginx)
-///     .trusted_proxy("10.0.0.5/32".parse()?)
+///     .trusted_proxy("10.0.0.5".parse()?) // the proxy, and nothing else
+///     .trusted_proxy("fd00:0:0:7::/64".parse()?) // a subnet that holds proxies only
 ///     .build()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -79,6 +80,7 @@ impl std::fmt::Debug for ProxyCertificate {
 }
 
 /// Builds a [`ProxyCertificate`].
+#[derive(Debug)]
 pub struct ProxyCertificateBuilder {
     proxies: Vec<IpNet>,
     proxy_thumbprints: Vec<String>,
@@ -224,16 +226,43 @@ impl ClientCertificateSource for ProxyCertificate {
 }
 
 impl ProxyCertificateBuilder {
-    /// Trusts requests whose TCP peer is inside `net`. Make it exactly the proxy's
-    /// addresses: anything inside can claim any certificate by sending the header.
-    pub fn trusted_proxy(mut self, net: IpNet) -> Self {
-        self.proxies.push(net.trunc());
+    /// Trusts requests whose TCP peer is inside `network`: a CIDR, or a single address
+    /// (see [`TrustedNetwork`]). Make it exactly the proxy's addresses: anything inside
+    /// can claim any certificate by sending the header. Repeat for several proxies.
+    ///
+    /// ```
+    /// use mtls_bound_token::cert::{HeaderFormat, IpNet, ProxyCertificate};
+    ///
+    /// let net: IpNet = "10.0.8.0/29".parse()?;
+    /// let source = ProxyCertificate::builder(HeaderFormat::Haproxy)
+    ///     .trusted_proxy("10.0.0.5".parse()?) // one host: 10.0.0.5/32
+    ///     .trusted_proxy("fd00::5".parse()?) // one host: fd00::5/128
+    ///     .trusted_proxy(net.into()) // an ipnet network
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trusted_proxy(mut self, network: TrustedNetwork) -> Self {
+        self.proxies.push(network.net());
         self
     }
 
-    /// Trusts a single address.
+    /// Trusts requests whose TCP peer is exactly `ip`, as
+    /// [`trusted_proxy`](Self::trusted_proxy) with a `/32` or `/128`: for an address
+    /// that is already an [`IpAddr`], e.g. from a resolved name or a configuration
+    /// file. An IPv4 proxy matches whether it reaches an IPv4 or a dual-stack listener.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
+    ///
+    /// let proxy = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+    /// let source = ProxyCertificate::builder(HeaderFormat::Nginx)
+    ///     .trusted_proxy_addr(proxy)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn trusted_proxy_addr(self, ip: IpAddr) -> Self {
-        self.trusted_proxy(IpNet::from(ip))
+        self.trusted_proxy(TrustedNetwork::from(ip))
     }
 
     /// Trusts requests on connections whose own mTLS client certificate (the proxy's)
@@ -315,5 +344,111 @@ impl ProxyCertificateBuilder {
                 quick_cache::sync::Cache::with_weighter(self.cache_capacity, bytes, CacheWeight)
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn trusting(networks: &[&str]) -> ProxyCertificate {
+        networks
+            .iter()
+            .fold(ProxyCertificate::builder(HeaderFormat::Nginx), |b, n| {
+                b.trusted_proxy(n.parse().unwrap())
+            })
+            .build()
+            .unwrap()
+    }
+
+    fn trusts(source: &ProxyCertificate, peer: &str) -> bool {
+        let peer: SocketAddr = peer.parse().unwrap();
+        source.is_trusted(&ConnectionInfo::new(peer, None))
+    }
+
+    #[test]
+    fn a_bare_address_trusts_exactly_that_host() {
+        let source = trusting(&["10.0.0.5"]);
+        assert!(trusts(&source, "10.0.0.5:4000"));
+        for other in [
+            "10.0.0.4:4000",
+            "10.0.0.6:4000",
+            "10.0.1.5:4000",
+            "[::1]:4000",
+        ] {
+            assert!(!trusts(&source, other), "{other}");
+        }
+
+        let source = trusting(&["fd00::5"]);
+        assert!(trusts(&source, "[fd00::5]:4000"));
+        assert!(!trusts(&source, "[fd00::4]:4000"));
+        assert!(!trusts(&source, "[fd00::5:0]:4000"));
+    }
+
+    #[test]
+    fn a_bare_address_trusts_what_its_host_prefix_does() {
+        for (bare, cidr) in [("10.0.0.5", "10.0.0.5/32"), ("::1", "::1/128")] {
+            let (bare, cidr) = (trusting(&[bare]), trusting(&[cidr]));
+            for peer in [
+                "10.0.0.5:1",
+                "10.0.0.6:1",
+                "[::1]:1",
+                "[::2]:1",
+                "127.0.0.1:1",
+            ] {
+                assert_eq!(trusts(&bare, peer), trusts(&cidr, peer), "{peer}");
+            }
+        }
+    }
+
+    #[test]
+    fn trusted_proxy_addr_is_a_single_host() {
+        let source = ProxyCertificate::builder(HeaderFormat::Nginx)
+            .trusted_proxy_addr("10.0.0.5".parse().unwrap())
+            .build()
+            .unwrap();
+        assert!(trusts(&source, "10.0.0.5:4000"));
+        assert!(!trusts(&source, "10.0.0.6:4000"));
+    }
+
+    #[test]
+    fn a_cidr_trusts_its_whole_network_host_bits_or_not() {
+        for network in ["10.0.0.0/24", "10.0.0.77/24"] {
+            let source = trusting(&[network]);
+            assert!(trusts(&source, "10.0.0.0:1"), "{network}");
+            assert!(trusts(&source, "10.0.0.255:1"), "{network}");
+            assert!(!trusts(&source, "10.0.1.0:1"), "{network}");
+        }
+    }
+
+    #[test]
+    fn an_ipv4_proxy_on_a_dual_stack_listener_is_trusted() {
+        // A `[::]` listener sees IPv4 peers as IPv4-mapped IPv6 addresses.
+        let source = trusting(&["10.0.0.5"]);
+        assert!(trusts(&source, "[::ffff:10.0.0.5]:4000"));
+        assert!(!trusts(&source, "[::ffff:10.0.0.6]:4000"));
+        let source = trusting(&["10.0.0.0/24"]);
+        assert!(trusts(&source, "[::ffff:10.0.0.200]:4000"));
+    }
+
+    #[test]
+    fn ipv6_networks_never_trust_ipv4_peers() {
+        // Peers are compared in canonical form, so even a network that spans the
+        // IPv4-mapped range matches no IPv4 client, however it arrived.
+        for network in ["::/0", "::ffff:0:0/96", "::ffff:10.0.0.5"] {
+            let source = trusting(&[network]);
+            assert!(!trusts(&source, "10.0.0.5:4000"), "{network}");
+            assert!(!trusts(&source, "[::ffff:10.0.0.5]:4000"), "{network}");
+        }
+        assert!(trusts(&trusting(&["::/0"]), "[2001:db8::1]:4000"));
+    }
+
+    #[test]
+    fn the_builder_debug_names_the_networks() {
+        let builder = ProxyCertificate::builder(HeaderFormat::Nginx)
+            .trusted_proxy("10.0.0.5".parse().unwrap());
+        assert!(format!("{builder:?}").contains("10.0.0.5/32"));
     }
 }
