@@ -41,13 +41,13 @@ struct Args {
     /// Whether every token must be bound to the client certificate.
     #[arg(long, value_enum, default_value_t = Binding::Required)]
     binding: Binding,
-    /// Terminate TLS in-process with this certificate chain (PEM).
+    /// Terminate TLS in-process with this certificate chain (PEM or DER).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
+    /// The private key of --tls-cert (PEM or DER).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// With TLS: require a client certificate that chains to this CA bundle (PEM).
+    /// With TLS: require a client certificate that chains to this CA bundle (PEM or DER).
     /// Without it, any client certificate is accepted for binding, and none is required.
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
@@ -102,10 +102,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = TlsServerConfig::builder()
-                .certificate_chain_pem_file(cert)
-                .private_key_pem_file(key);
+                .certificate_chain_file(cert)
+                .private_key_file(key);
             let (tls, mode) = match args.client_ca {
-                Some(ca) => (tls.client_ca_pem_file(ca), "client certificate required"),
+                Some(ca) => (tls.client_ca_file(ca), "client certificate required"),
                 None => (
                     tls.accept_any_client_certificate()
                         .allow_anonymous_clients(),

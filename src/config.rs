@@ -259,6 +259,12 @@ impl MtlsBoundTokenLayerBuilder {
         } else {
             TokenTypes::AccessTokenJwtAnd(self.extra_token_types)
         };
+        tracing::info!(
+            issuer = %issuer,
+            audience = %audience,
+            binding = ?self.binding,
+            "access tokens: verified for this issuer and audience"
+        );
         Ok(MtlsBoundTokenLayer::from_policy(Policy {
             verifier: JwtVerifier::new(keys, &issuer, &audience, self.leeway, token_types),
             binding: self.binding,

@@ -36,9 +36,9 @@ use crate::{AuthError, ClientIdentity};
 ///     .layer(auth);
 ///
 /// let tls = TlsServerConfig::builder()
-///     .certificate_chain_pem_file("server.crt")
-///     .private_key_pem_file("server.key")
-///     .client_ca_pem_file("ca.crt")
+///     .certificate_chain_file("server.crt")
+///     .private_key_file("server.key")
+///     .client_ca_file("ca.crt")
 ///     .build()?;
 /// let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
 /// axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>()).await?;
@@ -150,7 +150,12 @@ where
                 }
                 Err(error) => {
                     tracing::Span::current().record("outcome", "refused");
-                    tracing::debug!(%error, "request refused");
+                    tracing::debug!(
+                        status = error.status().as_u16(),
+                        error = error.error_code().unwrap_or("none"),
+                        reason = %error.description(),
+                        "request refused"
+                    );
                     Ok(error.to_response_with(policy.responder.as_ref()))
                 }
             }

@@ -34,9 +34,9 @@
 //!     .route("/healthz", get(|| async { "ok" }));
 //!
 //! let tls = TlsServerConfig::builder()
-//!     .certificate_chain_pem_file("server.crt")
-//!     .private_key_pem_file("server.key")
-//!     .client_ca_pem_file("clients-ca.crt")
+//!     .certificate_chain_file("server.crt")
+//!     .private_key_file("server.key")
+//!     .client_ca_file("clients-ca.crt")
 //!     .build()?;
 //! let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
 //! axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>())

@@ -341,3 +341,72 @@ async fn token_endpoint_handshake_lets_through_ca_issued_self_signed_or_none() {
         "no certificate: public routes stay reachable"
     );
 }
+
+#[test]
+fn a_dn_registered_in_openssl_order_is_explained() {
+    let ca = Ca::root("Clients CA");
+    let a = ca.client(&Subject {
+        org: Some("Example".into()),
+        ..Subject::cn("client-a")
+    });
+    // The certificate's subject in RFC 4514 order is O=Example,CN=client-a.
+    let reversed = authenticator(
+        &ca,
+        ClientRegistration::tls_client_auth("c", dn("CN=client-a,O=Example")),
+    );
+    let Err(ClientAuthError::InvalidClient(description)) =
+        reversed.authenticate("c", Some(peer(&a)))
+    else {
+        panic!("the reversed DN must not match");
+    };
+    assert!(description.contains("another order"), "{description}");
+    assert!(
+        description.contains("O=Example,CN=client-a"),
+        "{description}"
+    );
+
+    // A DN that differs in content gets the plain answer: no hint that would help a
+    // client guess the registration.
+    let other = authenticator(
+        &ca,
+        ClientRegistration::tls_client_auth("c", dn("CN=client-b,O=Example")),
+    );
+    let Err(ClientAuthError::InvalidClient(description)) = other.authenticate("c", Some(peer(&a)))
+    else {
+        panic!("another DN must not match");
+    };
+    assert!(!description.contains("order"), "{description}");
+}
+
+#[test]
+fn an_empty_dn_registration_is_refused() {
+    let ca = Ca::root("Clients CA");
+    let err = ClientAuthenticator::builder()
+        .client_ca_pem(ca.cert_pem.clone())
+        .register(ClientRegistration::tls_client_auth("c", dn("")))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"c\"") && err.contains("empty"), "{err}");
+}
+
+#[test]
+fn the_authenticator_reads_a_der_ca_and_refuses_a_leaf_as_ca() {
+    let ca = Ca::root("Clients CA");
+    let a = ca.client(&Subject::cn("client-a"));
+    let by_der = ClientAuthenticator::builder()
+        .client_ca_pem(ca.cert_der.clone())
+        .register(ClientRegistration::tls_client_auth("c", dn("CN=client-a")))
+        .build()
+        .unwrap();
+    assert!(by_der.authenticate("c", Some(peer(&a))).is_ok());
+    let err = ClientAuthenticator::builder()
+        .client_ca_pem(a.cert_pem.clone())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a CA certificate") && err.contains("CN=Clients CA"),
+        "{err}"
+    );
+}

@@ -221,6 +221,33 @@ async fn stalled_handshakes_time_out_and_garbage_is_dropped() {
     assert_eq!(answer.unwrap().status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn der_certificates_keys_and_cas_are_read_like_pem() {
+    use rustls::pki_types::pem::PemObject;
+    let world = World::new();
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_slice(world.server.key_pem.as_bytes())
+        .unwrap()
+        .secret_der()
+        .to_vec();
+    let tls = mtls_bound_token::tls::TlsServerConfig::builder()
+        .certificate_chain_pem(world.server.cert_der.clone())
+        .private_key_pem(key_der)
+        .client_ca_pem(world.ca.cert_der.clone())
+        .build()
+        .expect("DER is read");
+    let server = serve_tls(app(world.layer()), tls).await;
+    let answer = try_call(
+        &server,
+        &world.ca,
+        leaf_identity(&world.a),
+        "/whoami",
+        &world.token_for_a("read"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
 #[test]
 fn tls_configuration_errors_say_what_to_fix() {
     let world = World::new();
@@ -232,9 +259,24 @@ fn tls_configuration_errors_say_what_to_fix() {
             .certificate_chain_pem(world.server.chain_pem.clone())
             .private_key_pem(world.server.key_pem.clone())
     };
-    assert!(err(base()).contains("client_ca_pem_file"));
+    assert!(err(base()).contains("client_ca_file"));
     assert!(err(base().client_ca_pem_file("/nonexistent/ca.pem")).contains("/nonexistent/ca.pem"));
-    assert!(err(base().client_ca_pem("garbage")).contains("no CERTIFICATE"));
+    assert!(err(base().client_ca_pem("garbage")).contains("neither PEM"));
+    // A client's certificate where the CA belongs: refused, naming the CA to use.
+    let e = err(base().client_ca_pem(world.a.cert_pem.clone()));
+    assert!(
+        e.contains("not a CA certificate") && e.contains("CN=Test Root CA"),
+        "{e}"
+    );
+    // Certificate and key swapped.
+    let e = err(mtls_bound_token::tls::TlsServerConfig::builder()
+        .certificate_chain_pem(world.server.key_pem.clone())
+        .private_key_pem(world.server.cert_pem.clone())
+        .client_ca_pem(world.ca.cert_pem.clone()));
+    assert!(
+        e.contains("server certificate") && e.contains("swapped"),
+        "{e}"
+    );
     assert!(
         err(base()
             .client_ca_pem(world.ca.cert_pem.clone())

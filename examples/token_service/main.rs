@@ -22,7 +22,7 @@ use std::time::Duration;
 use clap::Parser;
 use cli::{ProxyArgs, announce, init_tracing};
 use mtls_bound_token::ConnectionInfo;
-use mtls_bound_token::client_auth::{ClientAuthenticator, token_endpoint_tls};
+use mtls_bound_token::client_auth::{ClientAuthMethod, ClientAuthenticator, token_endpoint_tls};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use service::{Settings, Signer, TokenService, load_clients};
 
@@ -40,13 +40,13 @@ struct Args {
     /// `aud` of issued tokens when the request names no `resource`.
     #[arg(long)]
     audience: String,
-    /// The service's TLS certificate chain (PEM).
+    /// The service's TLS certificate chain (PEM or DER).
     #[arg(long)]
     tls_cert: PathBuf,
-    /// The private key of --tls-cert (PEM).
+    /// The private key of --tls-cert (PEM or DER).
     #[arg(long)]
     tls_key: PathBuf,
-    /// CA bundle that tls_client_auth clients must chain to (PEM).
+    /// CA bundle that tls_client_auth clients must chain to (PEM or DER).
     #[arg(long)]
     client_ca: Option<PathBuf>,
     /// Registered clients (TOML).
@@ -92,6 +92,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     for registration in clients.registrations {
+        if args.client_ca.is_none()
+            && matches!(registration.method(), ClientAuthMethod::TlsClientAuth(_))
+        {
+            return Err(format!(
+                "client {:?} uses tls_client_auth: give --client-ca, the CA bundle its \
+                 certificates chain to",
+                registration.client_id()
+            )
+            .into());
+        }
         authenticator = authenticator.register(registration);
     }
     if let Some(source) = args.proxy.certificate_source()? {
@@ -116,15 +126,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         token_ttl: Duration::from_secs(args.token_ttl),
         rate_limit: args.rate_limit,
         signer,
-        trusted_proxies: args.proxy.trusted_proxies,
+        trusted_proxies: args.proxy.trusted_proxies.iter().map(|n| n.net()).collect(),
     };
     let app = TokenService::new(settings, authenticator, clients.policies)
         .router()
         .into_make_service_with_connect_info::<ConnectionInfo>();
 
     let tls = TlsServerConfig::builder()
-        .certificate_chain_pem_file(&args.tls_cert)
-        .private_key_pem_file(&args.tls_key);
+        .certificate_chain_file(&args.tls_cert)
+        .private_key_file(&args.tls_key);
     let tls = match ca_pem {
         Some(pem) => token_endpoint_tls(tls, pem)?,
         // Only self-signed clients can authenticate; the endpoint checks each one.

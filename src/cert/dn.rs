@@ -36,10 +36,41 @@ enum Value {
     Der(Vec<u8>),
 }
 
-/// Why a string is not an RFC 4514 distinguished name.
+/// Why a string is not an RFC 4514 distinguished name: the problem, and the attribute
+/// where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an RFC 4514 distinguished name: {0}")]
-pub struct DnParseError(&'static str);
+#[error("not an RFC 4514 distinguished name: {problem}{}", at.as_ref().map(|a| format!(" (at {a:?})")).unwrap_or_default())]
+pub struct DnParseError {
+    problem: String,
+    at: Option<String>,
+}
+
+/// The attribute text shown in an error, at most.
+const MAX_SHOWN: usize = 64;
+
+#[allow(non_snake_case)]
+fn DnParseError(problem: &'static str) -> DnParseError {
+    DnParseError {
+        problem: problem.to_owned(),
+        at: None,
+    }
+}
+
+impl DnParseError {
+    /// Names the attribute the problem is in: `text` from its start up to the next `,`.
+    fn at(mut self, text: &str) -> Self {
+        if self.at.is_none() {
+            let attribute = text.split(',').next().unwrap_or(text).trim();
+            let shown: String = attribute.chars().take(MAX_SHOWN).collect();
+            self.at = Some(if shown.len() < attribute.len() {
+                format!("{shown}...")
+            } else {
+                shown
+            });
+        }
+        self
+    }
+}
 
 /// Short names and the OIDs they stand for: RFC 4514 §3, and a few more in common use.
 const SHORT_NAMES: [(&str, &str); 13] = [
@@ -131,6 +162,27 @@ impl PartialEq for DistinguishedName {
 }
 
 impl Eq for DistinguishedName {}
+
+impl DistinguishedName {
+    /// Whether `other` has the same RDNs as this name but in another order: a DN written
+    /// in openssl's display order (`C=US, O=Example, CN=client`) where RFC 4514 order
+    /// (`CN=client,O=Example,C=US`) is meant. Two equal names are not "in another order".
+    pub fn equals_in_other_order(&self, other: &Self) -> bool {
+        if self.rdns.len() != other.rdns.len() || self == other {
+            return false;
+        }
+        let mut unused: Vec<&Vec<Attribute>> = other.rdns.iter().collect();
+        self.rdns.iter().all(|rdn| {
+            match unused.iter().position(|candidate| same_rdn(rdn, candidate)) {
+                Some(i) => {
+                    unused.swap_remove(i);
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+}
 
 /// Multi-valued RDNs compare as sets.
 fn same_rdn(a: &[Attribute], b: &[Attribute]) -> bool {
@@ -227,10 +279,13 @@ impl FromStr for DistinguishedName {
         if rest.is_empty() {
             return Ok(Self { rdns });
         }
+        if rest.starts_with('/') {
+            return Err(openssl_one_line(rest));
+        }
         loop {
             let mut rdn = Vec::new();
             loop {
-                let (attr, after) = parse_attribute(rest)?;
+                let (attr, after) = parse_attribute(rest).map_err(|e| e.at(rest))?;
                 rdn.push(attr);
                 rest = after.trim_start();
                 match rest.chars().next() {
@@ -242,7 +297,9 @@ impl FromStr for DistinguishedName {
             match rest.chars().next() {
                 None => break,
                 Some(',') => rest = rest[1..].trim_start(),
-                Some(_) => return Err(DnParseError("expected ',' or '+' between attributes")),
+                Some(_) => {
+                    return Err(DnParseError("expected ',' or '+' between attributes").at(rest));
+                }
             }
             if rest.is_empty() {
                 return Err(DnParseError("ends with ','"));
@@ -250,6 +307,28 @@ impl FromStr for DistinguishedName {
         }
         Ok(Self { rdns })
     }
+}
+
+/// The error for openssl's one-line form (`/C=US/O=Example/CN=client`, as `-subj` takes
+/// it and older openssl prints it), showing the same name in RFC 4514 order.
+fn openssl_one_line(text: &str) -> DnParseError {
+    let rdns: Vec<&str> = text.split('/').filter(|rdn| !rdn.is_empty()).collect();
+    let rfc4514: String = rdns
+        .iter()
+        .rev()
+        .map(|rdn| rdn.replace(',', "\\,"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let problem = match rfc4514.parse::<DistinguishedName>() {
+        Ok(dn) => format!(
+            "this is openssl's one-line form, with the RDNs in the reverse order; in RFC \
+             4514 it is {dn}"
+        ),
+        Err(_) => "this looks like openssl's one-line form (/C=../O=../CN=..); write it in \
+                   RFC 4514 order instead: CN=..,O=..,C=.."
+            .to_owned(),
+    };
+    DnParseError { problem, at: None }
 }
 
 fn parse_attribute(text: &str) -> Result<(Attribute, &str), DnParseError> {
@@ -395,6 +474,44 @@ mod tests {
         ] {
             assert!(bad.parse::<DistinguishedName>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn errors_name_the_attribute() {
+        let err = "CN=a,XX=y,O=b".parse::<DistinguishedName>().unwrap_err();
+        assert!(err.to_string().contains("(at \"XX=y\")"), "{err}");
+        let err = "CN=a,O=\"q\"".parse::<DistinguishedName>().unwrap_err();
+        assert!(err.to_string().contains("O=\\\"q"), "{err}");
+        let long = format!("CN={};", "x".repeat(100));
+        let err = long.parse::<DistinguishedName>().unwrap_err().to_string();
+        assert!(err.contains("unescaped special character"), "{err}");
+        assert!(err.contains("xxx...") && err.len() < 200, "{err}");
+    }
+
+    #[test]
+    fn openssl_one_line_form_is_refused_with_its_rfc4514_form() {
+        let err = "/C=US/O=Example/CN=client-a"
+            .parse::<DistinguishedName>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("one-line form"), "{err}");
+        assert!(err.contains("CN=client-a,O=Example,C=US"), "{err}");
+        let err = "/C=US/XX=1"
+            .parse::<DistinguishedName>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CN=..,O=..,C=.."), "{err}");
+    }
+
+    #[test]
+    fn the_same_rdns_in_another_order_are_told_apart() {
+        let cert = dn("CN=client-a,O=Example,C=US");
+        assert!(dn("C=US, O=Example, CN=client-a").equals_in_other_order(&cert));
+        assert!(dn("O=Example,CN=client-a,C=US").equals_in_other_order(&cert));
+        assert!(!cert.equals_in_other_order(&cert));
+        assert!(!dn("C=US,O=Other,CN=client-a").equals_in_other_order(&cert));
+        assert!(!dn("C=US,CN=client-a").equals_in_other_order(&cert));
+        assert!(!dn("CN=a,CN=a,O=x").equals_in_other_order(&dn("CN=a,O=x,O=x")));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The registered clients, checked against the certificate of a token request.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -8,12 +9,11 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
-use super::{ClientAuthMethod, ClientRegistration};
+use super::{ClientAuthMethod, ClientRegistration, ExpectedIdentity};
 use crate::cert::{ClientCertificateSource, ConnectionCertificate, PeerCertificate};
 
 /// A token request refused before a token is issued (RFC 6749 §5.2).
@@ -23,7 +23,7 @@ pub enum ClientAuthError {
     /// 401 `invalid_client`: unknown client, no certificate, or one that does not fit
     /// the registration.
     #[error("invalid_client: {0}")]
-    InvalidClient(&'static str),
+    InvalidClient(Cow<'static, str>),
     /// 400 `invalid_request`: certificate data that cannot be read.
     #[error("invalid_request: {0}")]
     InvalidRequest(String),
@@ -42,7 +42,7 @@ impl ClientAuthError {
 impl IntoResponse for ClientAuthError {
     fn into_response(self) -> Response {
         let (status, description) = match &self {
-            Self::InvalidClient(d) => (StatusCode::UNAUTHORIZED, (*d).to_owned()),
+            Self::InvalidClient(d) => (StatusCode::UNAUTHORIZED, d.clone().into_owned()),
             Self::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d.clone()),
         };
         let body =
@@ -105,29 +105,27 @@ impl ClientAuthenticator {
         client_id: &str,
         certificate: Option<Arc<PeerCertificate>>,
     ) -> Result<AuthenticatedClient, ClientAuthError> {
+        let refuse = |why: &'static str| ClientAuthError::InvalidClient(Cow::Borrowed(why));
         let registration = self
             .clients
             .get(client_id)
-            .ok_or(ClientAuthError::InvalidClient("unknown client"))?;
-        let certificate = certificate.ok_or(ClientAuthError::InvalidClient(
-            "no client certificate was presented",
-        ))?;
+            .ok_or_else(|| refuse("unknown client"))?;
+        let certificate =
+            certificate.ok_or_else(|| refuse("no client certificate was presented"))?;
         match registration.method() {
             ClientAuthMethod::TlsClientAuth(identity) => {
                 if !self.chains_to_ca(&certificate) {
-                    return Err(ClientAuthError::InvalidClient(
+                    return Err(refuse(
                         "the client certificate does not chain to a trusted CA",
                     ));
                 }
                 if !identity.matches(&certificate) {
-                    return Err(ClientAuthError::InvalidClient(
-                        "the client certificate does not match the client's registration",
-                    ));
+                    return Err(mismatch(client_id, identity, &certificate));
                 }
             }
             ClientAuthMethod::SelfSignedTlsClientAuth(_) => {
                 if !registration.is_registered_certificate(&certificate) {
-                    return Err(ClientAuthError::InvalidClient(
+                    return Err(refuse(
                         "the client certificate is not one the client registered",
                     ));
                 }
@@ -159,6 +157,46 @@ impl ClientAuthenticator {
     }
 }
 
+/// The refusal of a certificate that does not carry the registered identity. When a
+/// registered subject DN has the certificate's RDNs in another order (openssl's display
+/// order, where RFC 4514's is meant), it says so, naming the certificate's order: that
+/// tells the client nothing it does not know (its own certificate's subject, and no
+/// attribute of the registration that the certificate lacks), and it is the one mistake
+/// that is invisible when the two are compared by eye.
+fn mismatch(
+    client_id: &str,
+    identity: &ExpectedIdentity,
+    certificate: &PeerCertificate,
+) -> ClientAuthError {
+    if let ExpectedIdentity::SubjectDn(registered) = identity
+        && registered.equals_in_other_order(certificate.subject_name())
+    {
+        let description = format!(
+            "the client certificate's subject has the registered tls_client_auth_subject_dn's \
+             attributes in another order; RFC 4514 writes the certificate's subject as \
+             {} (the reverse of openssl's display order)",
+            certificate.subject()
+        );
+        if ORDER_WARNINGS.admit("subject_dn_order").is_some() {
+            tracing::warn!(
+                client_id,
+                registered = %registered,
+                certificate = certificate.subject(),
+                "client {client_id:?} refused only because its registered subject_dn lists \
+                 the RDNs in another order: register it as {}",
+                certificate.subject()
+            );
+        }
+        return ClientAuthError::InvalidClient(Cow::Owned(description));
+    }
+    ClientAuthError::InvalidClient(Cow::Borrowed(
+        "the client certificate does not match the client's registration",
+    ))
+}
+
+static ORDER_WARNINGS: std::sync::LazyLock<Arc<crate::tls::Warnings>> =
+    std::sync::LazyLock::new(|| crate::tls::Warnings::new(crate::tls::WARNING_INTERVAL));
+
 impl ClientAuthenticatorBuilder {
     /// Registers a client.
     pub fn register(mut self, client: ClientRegistration) -> Self {
@@ -166,7 +204,8 @@ impl ClientAuthenticatorBuilder {
         self
     }
 
-    /// The CA bundle (PEM) that `tls_client_auth` certificates must chain to.
+    /// The CA bundle (PEM or DER) that `tls_client_auth` certificates must chain to;
+    /// checked at [`build`](Self::build) as the TLS listener's is.
     pub fn client_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
         self
@@ -182,21 +221,16 @@ impl ClientAuthenticatorBuilder {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// A duplicate `client_id`, a CA bundle without certificates, or `tls_client_auth`
-    /// clients without a CA bundle; the message names the client.
+    /// A duplicate `client_id`, a CA bundle without certificates (or with a certificate
+    /// that is not a CA), `tls_client_auth` clients without a CA bundle, an empty
+    /// registered subject DN; the message names the client.
     pub fn build(self) -> Result<ClientAuthenticator, ClientAuthConfigError> {
         let ca = match &self.ca_pem {
-            Some(pem) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert =
-                        cert.map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
-                }
+            Some(bytes) => {
+                let bundle = crate::tls::load_client_ca(bytes, "client CA bundle")
+                    .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
                 let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
+                    bundle.roots,
                     crate::crypto::rustls_provider(),
                 )
                 .build()
@@ -210,6 +244,16 @@ impl ClientAuthenticatorBuilder {
             if ca.is_none() && matches!(client.method(), ClientAuthMethod::TlsClientAuth(_)) {
                 return Err(ClientAuthConfigError(format!(
                     "client {:?} uses tls_client_auth, which needs a client CA bundle",
+                    client.client_id()
+                )));
+            }
+            if let ClientAuthMethod::TlsClientAuth(ExpectedIdentity::SubjectDn(dn)) =
+                client.method()
+                && dn.is_empty()
+            {
+                return Err(ClientAuthConfigError(format!(
+                    "client {:?}: the registered subject DN is empty, which no certificate \
+                     can match",
                     client.client_id()
                 )));
             }

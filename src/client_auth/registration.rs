@@ -52,6 +52,136 @@ pub enum ClientAuthMethod {
     SelfSignedTlsClientAuth(Vec<[u8; 32]>),
 }
 
+/// The key type of a certificate's public key, as a JWK names it: `kty`, and `crv` for
+/// EC and OKP keys; with the values a JWK of it carries.
+struct CertificateKey {
+    kty: &'static str,
+    crv: Option<&'static str>,
+    /// `(member, big-endian value)` pairs: `n`, `e` or `x`, `y`.
+    values: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn certificate_key(der: &[u8]) -> Result<CertificateKey, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::public_key::PublicKey;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|_| "x5c[0] is not a certificate")?;
+    let spki = cert.public_key();
+    let oid = spki.algorithm.algorithm.to_id_string();
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| oid.to_id_string());
+    let parsed = spki.parsed().ok();
+    let strip = |bytes: &[u8]| {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        bytes[start..].to_vec()
+    };
+    match oid.as_str() {
+        "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => {
+            let values = match parsed {
+                Some(PublicKey::RSA(rsa)) => {
+                    vec![("n", strip(rsa.modulus)), ("e", strip(rsa.exponent))]
+                }
+                _ => Vec::new(),
+            };
+            Ok(CertificateKey {
+                kty: "RSA",
+                crv: None,
+                values,
+            })
+        }
+        "1.2.840.10045.2.1" => {
+            let (crv, size) = match curve.as_deref() {
+                Some("1.2.840.10045.3.1.7") => ("P-256", 32),
+                Some("1.3.132.0.34") => ("P-384", 48),
+                Some("1.3.132.0.35") => ("P-521", 66),
+                _ => return Err("x5c[0] has an EC key on a curve JWK does not name".into()),
+            };
+            let values = match parsed {
+                Some(PublicKey::EC(point))
+                    if point.data().len() == 1 + 2 * size && point.data()[0] == 4 =>
+                {
+                    let data = point.data();
+                    vec![
+                        ("x", data[1..=size].to_vec()),
+                        ("y", data[1 + size..].to_vec()),
+                    ]
+                }
+                _ => Vec::new(),
+            };
+            Ok(CertificateKey {
+                kty: "EC",
+                crv: Some(crv),
+                values,
+            })
+        }
+        "1.3.101.112" | "1.3.101.113" => Ok(CertificateKey {
+            kty: "OKP",
+            crv: Some(if oid == "1.3.101.112" {
+                "Ed25519"
+            } else {
+                "Ed448"
+            }),
+            values: vec![("x", spki.subject_public_key.data.to_vec())],
+        }),
+        _ => Err(format!(
+            "x5c[0] has a key of a type JWK does not name ({oid})"
+        )),
+    }
+}
+
+/// Whether the JWK `key` describes the key of its own certificate `der`.
+fn jwk_fits_certificate(key: &Value, der: &[u8]) -> Result<(), String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let expected = certificate_key(der)?;
+    let described = match expected.crv {
+        Some(crv) => format!("an {} {crv} key", expected.kty),
+        None => format!("an {} key", expected.kty),
+    };
+    let Some(kty) = key.get("kty").and_then(Value::as_str) else {
+        return Err(format!(
+            "has no \"kty\"; its x5c certificate has {described}, so add \"kty\": \"{}\"",
+            expected.kty
+        ));
+    };
+    if kty != expected.kty {
+        return Err(format!(
+            "says \"kty\": {kty:?}, but its x5c certificate has {described}"
+        ));
+    }
+    if let (Some(crv), Some(expected_crv)) = (key.get("crv"), expected.crv)
+        && crv.as_str() != Some(expected_crv)
+    {
+        return Err(format!(
+            "says \"crv\": {crv}, but its x5c certificate has {described}"
+        ));
+    }
+    for (member, value) in &expected.values {
+        let Some(given) = key.get(*member) else {
+            continue;
+        };
+        let decoded = given.as_str().and_then(|v| URL_SAFE_NO_PAD.decode(v).ok());
+        let fits = decoded.is_some_and(|d| {
+            let start = d.iter().position(|b| *b != 0).unwrap_or(d.len());
+            let significant = if expected.kty == "RSA" {
+                &d[start..]
+            } else {
+                &d[..]
+            };
+            significant == value.as_slice()
+        });
+        if !fits {
+            return Err(format!(
+                "its \"{member}\" is not the public key of its x5c certificate (is the \
+                 x5c the certificate of another key?)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A client of the token endpoint.
 #[derive(Debug, Clone)]
 pub struct ClientRegistration {
@@ -78,8 +208,14 @@ impl ClientRegistration {
     /// A `self_signed_tls_client_auth` client, registered with a JWKS whose keys carry
     /// `x5c`; the first certificate of each key's `x5c` is the one it may present.
     ///
+    /// Each such key must say what it is: a `kty` that fits the certificate's key (`EC`
+    /// with the certificate's `crv`, `RSA`, or `OKP` for Ed25519/Ed448), and, where it
+    /// gives them, the public key values (`x`/`y`, `n`/`e`) of that certificate: a JWK
+    /// that contradicts its own `x5c` is a publishing mistake to catch at start-up.
+    ///
     /// # Errors
-    /// When the JWKS is not JSON, has no key with `x5c`, or an `x5c` is not base64.
+    /// When the JWKS is not JSON, has no key with `x5c`, an `x5c` is not base64 DER of a
+    /// certificate, or a key's `kty`, `crv` or key values do not fit its certificate.
     pub fn self_signed_tls_client_auth(
         client_id: impl Into<String>,
         jwks: &[u8],
@@ -107,6 +243,8 @@ impl ClientRegistration {
                 })?;
             PeerCertificate::from_der(&der)
                 .map_err(|e| RegistrationError(format!("JWKS key #{i}: x5c[0]: {e}")))?;
+            jwk_fits_certificate(key, &der)
+                .map_err(|e| RegistrationError(format!("JWKS key #{i}: {e}")))?;
             certificates.push(crate::crypto::sha256(&der));
         }
         if certificates.is_empty() {
@@ -158,5 +296,88 @@ impl ClientRegistration {
                 found | hash.ct_eq(certificate.thumbprint_bytes())
             });
         bool::from(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    fn self_signed(alg: &'static rcgen::SignatureAlgorithm) -> (Vec<u8>, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client-s.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.der().to_vec(), key)
+    }
+
+    fn register(key: &Value) -> Result<ClientRegistration, RegistrationError> {
+        let jwks = json!({ "keys": [key] }).to_string();
+        ClientRegistration::self_signed_tls_client_auth("client-s", jwks.as_bytes())
+    }
+
+    fn ec_jwk(der: &[u8], key: &rcgen::KeyPair) -> Value {
+        let point = key.public_key_raw();
+        json!({
+            "kty": "EC", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "x5c": [STANDARD.encode(der)],
+        })
+    }
+
+    #[test]
+    fn a_jwk_that_fits_its_certificate_registers() {
+        let (der, key) = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(register(&ec_jwk(&der, &key)).is_ok());
+        let minimal = json!({ "kty": "EC", "x5c": [STANDARD.encode(&der)] });
+        assert!(register(&minimal).is_ok());
+        let (der, _) = self_signed(&rcgen::PKCS_ED25519);
+        assert!(
+            register(&json!({ "kty": "OKP", "crv": "Ed25519", "x5c": [STANDARD.encode(&der)] }))
+                .is_ok()
+        );
+        let (der, _) = self_signed(&rcgen::PKCS_RSA_SHA256);
+        assert!(
+            register(&json!({ "kty": "RSA", "e": "AQAB", "x5c": [STANDARD.encode(&der)] })).is_ok()
+        );
+    }
+
+    #[test]
+    fn a_jwk_that_contradicts_its_certificate_is_refused() {
+        let (der, key) = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let good = ec_jwk(&der, &key);
+        let message = |key: Value| register(&key).unwrap_err().to_string();
+
+        let mut no_kty = good.clone();
+        no_kty.as_object_mut().unwrap().remove("kty");
+        let err = message(no_kty);
+        assert!(
+            err.contains("no \"kty\"") && err.contains("\"kty\": \"EC\""),
+            "{err}"
+        );
+
+        let mut rsa = good.clone();
+        rsa["kty"] = json!("RSA");
+        let err = message(rsa);
+        assert!(err.contains("\"RSA\"") && err.contains("EC P-256"), "{err}");
+
+        let mut p384 = good.clone();
+        p384["crv"] = json!("P-384");
+        assert!(message(p384).contains("\"crv\""));
+
+        let (_, other) = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let mut swapped = ec_jwk(&der, &other);
+        swapped["x5c"] = good["x5c"].clone();
+        let err = message(swapped);
+        assert!(err.contains("not the public key of its x5c"), "{err}");
+
+        let (rsa_der, _) = self_signed(&rcgen::PKCS_RSA_SHA256);
+        let err = message(json!({ "kty": "RSA", "e": "AQAA", "x5c": [STANDARD.encode(&rsa_der)] }));
+        assert!(err.contains("\"e\""), "{err}");
     }
 }

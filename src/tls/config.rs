@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
+use super::ca_bundle::{self, ClientCaBundle};
+use super::diagnostics::{Diagnosed, Expectation, WARNING_INTERVAL, Warnings};
+use super::facts::{CertificateFacts, unix_now, utc};
+use super::files;
 use super::verifier::{AnyCertificate, CaOrSelfSigned};
 
 /// The default time a client has to complete its TLS handshake.
@@ -23,25 +25,26 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 #[non_exhaustive]
 pub enum TlsConfigError {
     /// No server certificate chain.
-    #[error("no server certificate: call .certificate_chain_pem_file(path)")]
+    #[error("no server certificate: call .certificate_chain_file(path)")]
     MissingCertificate,
     /// No server private key.
-    #[error("no server private key: call .private_key_pem_file(path)")]
+    #[error("no server private key: call .private_key_file(path)")]
     MissingPrivateKey,
     /// No client-certificate policy was chosen.
     #[error(
-        "no client certificate policy: call .client_ca_pem_file(path) to require certificates \
+        "no client certificate policy: call .client_ca_file(path) to require certificates \
          from a CA, or .accept_any_client_certificate() to rely on token binding alone"
     )]
     NoClientAuth,
-    /// A PEM input could not be read or holds nothing usable.
+    /// A certificate, key or CA input could not be read, holds something else, or holds
+    /// a certificate that cannot serve (a non-CA certificate in the client CA bundle).
     #[error("{what} ({source_name}): {problem}")]
-    Pem {
-        /// Which input: server certificate, private key, client CA.
+    Input {
+        /// Which input: server certificate, private key, client CA bundle.
         what: &'static str,
         /// The file, or `<memory>`.
         source_name: String,
-        /// What is wrong.
+        /// What is wrong, and what to do about it.
         problem: String,
     },
     /// rustls refused the combination (e.g. key does not match the certificate).
@@ -52,17 +55,18 @@ pub enum TlsConfigError {
     Zero(&'static str),
 }
 
+/// A certificate or key, from a file or from memory; PEM or DER, told apart by content.
 #[derive(Clone)]
-enum Pem {
+enum Input {
     File(PathBuf),
     Memory(Vec<u8>),
 }
 
-impl Pem {
+impl Input {
     fn name(&self) -> String {
         match self {
             Self::File(path) => path.display().to_string(),
-            Self::Memory(_) => "<memory>".to_owned(),
+            Self::Memory(_) => "(given in memory)".to_owned(),
         }
     }
 
@@ -74,7 +78,7 @@ impl Pem {
     }
 
     fn error(&self, what: &'static str, problem: impl Into<String>) -> TlsConfigError {
-        TlsConfigError::Pem {
+        TlsConfigError::Input {
             what,
             source_name: self.name(),
             problem: problem.into(),
@@ -85,53 +89,35 @@ impl Pem {
         &self,
         what: &'static str,
     ) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-        let bytes = self.read(what)?;
-        let certs = CertificateDer::pem_slice_iter(&bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.error(what, format!("not valid PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(self.error(what, "holds no CERTIFICATE block"));
-        }
-        Ok(certs)
+        files::certificates(&self.read(what)?).map_err(|problem| self.error(what, problem))
     }
 
-    fn roots(&self) -> Result<RootCertStore, TlsConfigError> {
+    fn client_ca(&self) -> Result<ClientCaBundle, TlsConfigError> {
         let what = "client CA bundle";
-        let mut roots = RootCertStore::empty();
-        for cert in self.certificates(what)? {
-            roots
-                .add(cert)
-                .map_err(|e| self.error(what, format!("not a usable CA certificate: {e}")))?;
-        }
-        Ok(roots)
+        ca_bundle::load(&self.read(what)?, &self.name())
+            .map_err(|problem| self.error(what, problem))
     }
 
     fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
         let what = "server private key";
-        let bytes = self.read(what)?;
-        PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-            self.error(
-                what,
-                format!("no usable PKCS#8, PKCS#1 or SEC1 private key: {e}"),
-            )
-        })
+        files::private_key(&self.read(what)?).map_err(|problem| self.error(what, problem))
     }
 }
 
 enum ClientAuth {
     Unset,
-    Ca(Pem),
+    Ca(Input),
     Any,
     /// Token endpoints only: see `client_auth::token_endpoint_tls`.
-    CaOrSelfSigned(Pem),
+    CaOrSelfSigned(Input),
 }
 
 /// Builds a [`TlsServerConfig`]. Strict by default: a client certificate is required and
 /// must chain to the configured CA bundle (expired or unknown-CA certificates fail the
 /// handshake); the client's intermediates are used for path building.
 pub struct TlsServerConfigBuilder {
-    chain: Option<Pem>,
-    key: Option<Pem>,
+    chain: Option<Input>,
+    key: Option<Input>,
     client_auth: ClientAuth,
     anonymous: bool,
     handshake_timeout: Duration,
@@ -139,46 +125,70 @@ pub struct TlsServerConfigBuilder {
 }
 
 impl TlsServerConfigBuilder {
-    /// The server's certificate chain, PEM, leaf first.
-    pub fn certificate_chain_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.chain = Some(Pem::File(path.into()));
+    /// The server's certificate chain, leaf first: a file of PEM `CERTIFICATE` blocks,
+    /// or DER (one certificate, or several concatenated), told apart by content.
+    pub fn certificate_chain_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.chain = Some(Input::File(path.into()));
         self
     }
 
-    /// The server's certificate chain, PEM bytes.
+    /// Same as [`certificate_chain_file`](Self::certificate_chain_file) (which also
+    /// reads DER).
+    pub fn certificate_chain_pem_file(self, path: impl Into<PathBuf>) -> Self {
+        self.certificate_chain_file(path)
+    }
+
+    /// The server's certificate chain from memory, PEM or DER.
     pub fn certificate_chain_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.chain = Some(Pem::Memory(pem.into()));
+        self.chain = Some(Input::Memory(pem.into()));
         self
     }
 
-    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    pub fn private_key_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.key = Some(Pem::File(path.into()));
+    /// The server's private key: PKCS#8, PKCS#1 or SEC1, PEM or DER, told apart by
+    /// content.
+    pub fn private_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key = Some(Input::File(path.into()));
         self
     }
 
-    /// The server's private key, PEM bytes.
+    /// Same as [`private_key_file`](Self::private_key_file) (which also reads DER).
+    pub fn private_key_pem_file(self, path: impl Into<PathBuf>) -> Self {
+        self.private_key_file(path)
+    }
+
+    /// The server's private key from memory, PEM or DER.
     pub fn private_key_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.key = Some(Pem::Memory(pem.into()));
+        self.key = Some(Input::Memory(pem.into()));
         self
     }
 
-    /// Client certificates must chain to one of these CA certificates (PEM bundle).
-    pub fn client_ca_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.client_auth = ClientAuth::Ca(Pem::File(path.into()));
+    /// Client certificates must chain to one of these CA certificates: a PEM bundle or
+    /// DER, told apart by content. Checked at [`build`](Self::build): a certificate
+    /// that is not a CA (and not self-signed) is refused there, naming the CA to use
+    /// instead.
+    pub fn client_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client_auth = ClientAuth::Ca(Input::File(path.into()));
         self
     }
 
-    /// Client certificates must chain to one of these CA certificates (PEM bytes).
+    /// Same as [`client_ca_file`](Self::client_ca_file) (which also reads DER).
+    pub fn client_ca_pem_file(self, path: impl Into<PathBuf>) -> Self {
+        self.client_ca_file(path)
+    }
+
+    /// Client certificates must chain to one of these CA certificates (PEM or DER
+    /// bytes).
     pub fn client_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.client_auth = ClientAuth::Ca(Pem::Memory(pem.into()));
+        self.client_auth = ClientAuth::Ca(Input::Memory(pem.into()));
         self
     }
 
     /// **Weakens**: accepts any well-formed client certificate without chain validation.
     /// The handshake still proves the client holds the certificate's private key, which
     /// is all the token binding needs (RFC 8705 §6.2); but the certificate's subject and
-    /// SANs are then whatever the client chose, so do not authorize on them.
+    /// SANs are then whatever the client chose, so do not authorize on them. Self-signed
+    /// certificates are accepted whether or not they say CA:TRUE (`openssl req -x509`
+    /// makes them so); X.509 v1 certificates are not (TLS libraries refuse them).
     pub fn accept_any_client_certificate(mut self) -> Self {
         self.client_auth = ClientAuth::Any;
         self
@@ -189,12 +199,14 @@ impl TlsServerConfigBuilder {
     /// [`token_endpoint_tls`](crate::client_auth::token_endpoint_tls) uses it, so that a
     /// resource server cannot be configured this way by accident.
     pub(crate) fn client_ca_or_self_signed_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.client_auth = ClientAuth::CaOrSelfSigned(Pem::Memory(pem.into()));
+        self.client_auth = ClientAuth::CaOrSelfSigned(Input::Memory(pem.into()));
         self
     }
 
     /// **Weakens**: lets clients without a certificate complete the handshake; the
     /// layer then refuses their bound tokens, and accepts unbound ones only if told to.
+    /// This is the way to serve health probes that have no certificate on the same
+    /// listener: keep `/healthz` outside the layer and every other route behind it.
     pub fn allow_anonymous_clients(mut self) -> Self {
         self.anonymous = true;
         self
@@ -214,16 +226,22 @@ impl TlsServerConfigBuilder {
 
     /// Checks everything and builds the configuration.
     ///
+    /// Problems that some clients tolerate are logged as warnings rather than refused:
+    /// a server certificate without subjectAltName (rustls, Go, browsers and Python
+    /// check names only there; curl still falls back to the CN), an X.509 v1 or CA:TRUE
+    /// server certificate (refused by rustls clients), or an expired one. They never
+    /// weaken what the server accepts, and refusing to start would break deployments
+    /// whose clients work.
+    ///
     /// # Errors
     /// [`TlsConfigError`] naming the input and the problem: a missing or unreadable
-    /// file, PEM without a certificate or key, a key that does not fit the certificate,
-    /// no client-certificate policy.
+    /// file, a file without a certificate or key (saying what it holds instead), a key
+    /// that does not fit the certificate, a client CA bundle holding a certificate that
+    /// is not a CA, no client-certificate policy.
     pub fn build(self) -> Result<TlsServerConfig, TlsConfigError> {
         let provider = crate::crypto::rustls_provider();
-        let chain = self
-            .chain
-            .ok_or(TlsConfigError::MissingCertificate)?
-            .certificates("server certificate")?;
+        let chain_input = self.chain.ok_or(TlsConfigError::MissingCertificate)?;
+        let chain = chain_input.certificates("server certificate")?;
         let key = self
             .key
             .ok_or(TlsConfigError::MissingPrivateKey)?
@@ -234,36 +252,53 @@ impl TlsServerConfigBuilder {
         if self.max_handshakes == 0 {
             return Err(TlsConfigError::Zero("max_concurrent_handshakes"));
         }
+        check_server_certificate(&chain[0], &chain_input.name());
 
         let mut chains = ChainCheck::Validated;
-        let verifier: Arc<dyn ClientCertVerifier> = match self.client_auth {
-            ClientAuth::Unset => return Err(TlsConfigError::NoClientAuth),
-            ClientAuth::Any => {
-                chains = ChainCheck::NotValidated;
-                AnyCertificate::new(&provider, !self.anonymous)
-            }
-            ClientAuth::Ca(pem) => {
-                let builder = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(pem.roots()?),
-                    Arc::clone(&provider),
-                );
-                let builder = if self.anonymous {
-                    builder.allow_unauthenticated()
-                } else {
-                    builder
-                };
-                builder
-                    .build()
-                    .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
-            }
-            ClientAuth::CaOrSelfSigned(pem) => {
-                let (verifier, ca) =
-                    CaOrSelfSigned::new(Arc::new(pem.roots()?), Arc::clone(&provider))
+        let (verifier, expectation): (Arc<dyn ClientCertVerifier>, Expectation) =
+            match self.client_auth {
+                ClientAuth::Unset => return Err(TlsConfigError::NoClientAuth),
+                ClientAuth::Any => {
+                    chains = ChainCheck::NotValidated;
+                    (
+                        AnyCertificate::new(&provider, !self.anonymous),
+                        Expectation::Any,
+                    )
+                }
+                ClientAuth::Ca(input) => {
+                    let bundle = input.client_ca()?;
+                    let builder = WebPkiClientVerifier::builder_with_provider(
+                        Arc::clone(&bundle.roots),
+                        Arc::clone(&provider),
+                    );
+                    let builder = if self.anonymous {
+                        builder.allow_unauthenticated()
+                    } else {
+                        builder
+                    };
+                    let verifier = builder
+                        .build()
                         .map_err(|e| TlsConfigError::Rustls(e.to_string()))?;
-                chains = ChainCheck::PerConnection(ca);
-                verifier
-            }
-        };
+                    (verifier, Expectation::Ca(bundle.info))
+                }
+                ClientAuth::CaOrSelfSigned(input) => {
+                    let bundle = input.client_ca()?;
+                    let (verifier, ca) =
+                        CaOrSelfSigned::new(Arc::clone(&bundle.roots), Arc::clone(&provider))
+                            .map_err(|e| TlsConfigError::Rustls(e.to_string()))?;
+                    chains = ChainCheck::PerConnection(ca);
+                    (verifier, Expectation::CaOrSelfSigned(bundle.info))
+                }
+            };
+        let requires_certificate = verifier.client_auth_mandatory();
+        tracing::info!(
+            certificate = %chain_input.name(),
+            subject = %CertificateFacts::of(&chain[0]).map(|f| f.subject).unwrap_or_default(),
+            client_certificates = %expectation.summary(requires_certificate),
+            "TLS: server certificate and client certificate policy"
+        );
+        let warnings = Warnings::new(WARNING_INTERVAL);
+        let verifier = Diagnosed::new(verifier, expectation, Arc::clone(&warnings));
 
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -277,7 +312,62 @@ impl TlsServerConfigBuilder {
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
             chains,
+            warnings,
+            requires_certificate,
         })
+    }
+}
+
+/// Warns about a server certificate that clients will refuse, saying how to fix it.
+fn check_server_certificate(leaf: &CertificateDer<'_>, source: &str) {
+    let Some(facts) = CertificateFacts::of(leaf) else {
+        // rustls refuses it when the configuration is built.
+        return;
+    };
+    let subject = facts.subject.as_str();
+    let fix = "re-issue it with `-extfile` holding `subjectAltName = DNS:<host>, \
+               IP:<address>`, `basicConstraints = CA:FALSE` and \
+               `extendedKeyUsage = serverAuth`";
+    if facts.version < 3 {
+        tracing::warn!(
+            source,
+            subject,
+            "server certificate is X.509 v1: rustls clients refuse it, and it has no \
+             subjectAltName for the others to check; {fix}"
+        );
+    } else if !facts.has_san {
+        tracing::warn!(
+            source,
+            subject,
+            "server certificate has no subjectAltName: rustls, Go, browsers and Python \
+             clients match the host name only against it and will refuse the certificate; \
+             {fix}"
+        );
+    }
+    if facts.version >= 3 && facts.is_ca {
+        tracing::warn!(
+            source,
+            subject,
+            "server certificate says basicConstraints CA:TRUE (as `openssl req -x509` \
+             makes it): rustls clients refuse a CA certificate as a server's; {fix}"
+        );
+    }
+    if facts.server_auth_allowed == Some(false) {
+        tracing::warn!(
+            source,
+            subject,
+            "server certificate's extendedKeyUsage does not include serverAuth: clients \
+             refuse it; {fix}"
+        );
+    }
+    let now = unix_now();
+    if facts.expired_at(now) {
+        tracing::warn!(
+            source,
+            subject,
+            "server certificate expired at {}: clients refuse it; issue a new one",
+            utc(facts.not_after)
+        );
     }
 }
 
@@ -288,6 +378,10 @@ pub struct TlsServerConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
     pub(crate) chains: ChainCheck,
+    /// Refusals logged once per cause per interval, shared with the verifier.
+    pub(crate) warnings: Arc<Warnings>,
+    /// Whether a handshake without a client certificate fails.
+    pub(crate) requires_certificate: bool,
 }
 
 /// Whether a connection's client certificate chains to a configured CA.

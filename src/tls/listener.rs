@@ -16,7 +16,7 @@ use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::TlsServerConfig;
+use super::{TlsServerConfig, diagnostics};
 use crate::ConnectionInfo;
 use crate::cert::PeerCertificate;
 
@@ -98,13 +98,28 @@ async fn accept_loop(
         let ready = ready.clone();
         let timeout = config.handshake_timeout;
         let chains = config.chains.clone();
+        let warnings = Arc::clone(&config.warnings);
+        let requires_certificate = config.requires_certificate;
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+            let (handshake, explained) = diagnostics::for_peer(
+                remote_addr,
+                tokio::time::timeout(timeout, acceptor.accept(tcp)),
+            )
+            .await;
             drop(slot);
             let stream = match handshake {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
+                Ok(Err(error)) if explained => {
                     tracing::debug!(%remote_addr, %error, "TLS handshake failed");
+                    return;
+                }
+                Ok(Err(error)) => {
+                    diagnostics::handshake_failed(
+                        remote_addr,
+                        &error,
+                        &warnings,
+                        requires_certificate,
+                    );
                     return;
                 }
                 Err(_) => {
@@ -123,7 +138,7 @@ async fn accept_loop(
                         }
                     }
                     Err(error) => {
-                        tracing::debug!(%remote_addr, %error, "client certificate unusable; closing");
+                        tracing::warn!(%remote_addr, %error, "client certificate unusable; closing");
                         return;
                     }
                 },

@@ -14,9 +14,9 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let tls = TlsServerConfig::builder()
-//!     .certificate_chain_pem_file("server.crt")
-//!     .private_key_pem_file("server.key")
-//!     .client_ca_pem_file("clients-ca.crt")
+//!     .certificate_chain_file("server.crt")
+//!     .private_key_file("server.key")
+//!     .client_ca_file("clients-ca.crt")
 //!     .build()?;
 //! let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
 //! let app = Router::new().route("/", get(|| async { "hello" }));
@@ -26,11 +26,17 @@
 //! # Ok(()) }
 //! ```
 
+mod ca_bundle;
 mod config;
+mod diagnostics;
+mod facts;
+mod files;
 mod listener;
 mod verifier;
 
+pub(crate) use ca_bundle::load as load_client_ca;
 pub use config::{TlsConfigError, TlsServerConfig, TlsServerConfigBuilder};
+pub(crate) use diagnostics::{WARNING_INTERVAL, Warnings};
 pub use listener::{TlsConnection, TlsListener};
 
 /// Resolves on ctrl-c (SIGINT) or SIGTERM: pass it to `with_graceful_shutdown`.

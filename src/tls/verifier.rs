@@ -10,7 +10,17 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use super::facts::{CertificateFacts, self_signed};
 use crate::cert::PeerCertificate;
+
+/// An X.509 v1 (or v2) client certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("the client certificate is not X.509 v3")]
+struct NotVersion3;
+
+fn unix_time(now: UnixTime) -> i64 {
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+}
 
 #[derive(Debug)]
 pub(crate) struct AnyCertificate {
@@ -46,6 +56,13 @@ impl ClientCertVerifier for AnyCertificate {
         PeerCertificate::from_der(end_entity).map_err(|_| {
             rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
         })?;
+        // The handshake signature check (webpki) refuses v1 certificates anyway; refusing
+        // here makes it a certificate refusal, explained as such.
+        if CertificateFacts::of(end_entity).is_some_and(|facts| facts.version < 3) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(NotVersion3))),
+            ));
+        }
         Ok(ClientCertVerified::assertion())
     }
 
@@ -73,8 +90,9 @@ impl ClientCertVerifier for AnyCertificate {
 }
 
 /// For token endpoints (RFC 8705 §2): a client certificate that chains to the CA bundle
-/// (`tls_client_auth`), or one that is self-signed (`self_signed_tls_client_auth`, its
-/// own trust anchor), or none. Any other certificate fails the handshake. Which of the two it was is
+/// (`tls_client_auth`), or one that is self-signed (`self_signed_tls_client_auth`: its
+/// signature verifies with its own key, within its validity period, CA:TRUE or not — the
+/// endpoint then matches it against the registration), or none. Any other certificate fails the handshake. Which of the two it was is
 /// decided again by the endpoint against the client's registration.
 #[derive(Debug)]
 pub(crate) struct CaOrSelfSigned {
@@ -104,24 +122,6 @@ impl CaOrSelfSigned {
     }
 }
 
-/// Whether `end_entity` is self-signed: it verifies as its own, only, trust anchor.
-pub(crate) fn is_self_signed(
-    end_entity: &CertificateDer<'_>,
-    provider: &Arc<rustls::crypto::CryptoProvider>,
-    now: UnixTime,
-) -> bool {
-    let mut roots = rustls::RootCertStore::empty();
-    if roots.add(end_entity.clone().into_owned()).is_err() {
-        return false;
-    }
-    rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::clone(provider),
-    )
-    .build()
-    .is_ok_and(|verifier| verifier.verify_client_cert(end_entity, &[], now).is_ok())
-}
-
 impl ClientCertVerifier for CaOrSelfSigned {
     /// Anonymous clients may fetch the JWKS and the metadata; the token endpoint answers
     /// them `invalid_client`.
@@ -142,7 +142,7 @@ impl ClientCertVerifier for CaOrSelfSigned {
     ) -> Result<ClientCertVerified, rustls::Error> {
         match self.ca.verify_client_cert(end_entity, intermediates, now) {
             Ok(verified) => Ok(verified),
-            Err(_) if is_self_signed(end_entity, &self.provider, now) => {
+            Err(_) if self_signed(end_entity, &self.provider, unix_time(now)) => {
                 Ok(ClientCertVerified::assertion())
             }
             Err(error) => Err(error),

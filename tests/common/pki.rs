@@ -156,6 +156,18 @@ impl Leaf {
     }
 }
 
+impl Leaf {
+    /// A self-signed client certificate that says CA:TRUE, as `openssl req -x509` makes
+    /// them.
+    pub fn self_signed_ca(subject: &Subject) -> Self {
+        let key = KeyPair::generate().expect("key");
+        let mut params = client_params(subject);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).expect("self-signed CA:TRUE");
+        Self::new(cert.pem(), cert.der().to_vec(), key.serialize_pem(), "")
+    }
+}
+
 fn ca_params(name: &str) -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

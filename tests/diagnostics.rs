@@ -1,0 +1,262 @@
+//! What an operator is told when a handshake fails: every refused client certificate is
+//! logged at WARN with the peer, the certificate's subject and thumbprint, and the fix;
+//! each cause once per interval. And the certificates tutorials make are accepted
+//! where they should be: a self-signed CA:TRUE client certificate for binding only and
+//! at the token endpoint.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::pki::{self, Ca, Leaf, Subject};
+use common::*;
+use http::StatusCode;
+use mtls_bound_token::tls::TlsServerConfig;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Everything the subscriber writes, for the test to read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// Installs a WARN-level subscriber for this thread (the tests run on tokio's
+    /// current-thread runtime, so the server's tasks log here too).
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        (
+            captured.clone(),
+            tracing::subscriber::set_default(subscriber),
+        )
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| line.contains("WARN"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn token_for(world: &World, leaf: &Leaf) -> String {
+    world
+        .key
+        .sign(&pki::claims(ISSUER, AUDIENCE, "client", "read", Some(leaf)))
+}
+
+async fn refused(server: &TestServer, world: &World, leaf: Option<&Leaf>) {
+    let result = try_call(
+        server,
+        &world.ca,
+        leaf.and_then(leaf_identity),
+        "/whoami",
+        &world.token_for_a("read"),
+    )
+    .await;
+    assert!(result.is_err(), "the handshake must fail, got {result:?}");
+}
+
+/// The one WARN line with `needle`, asserting it carries the peer and the certificate.
+fn line_with(captured: &Captured, needle: &str, leaf: Option<&Leaf>) -> String {
+    let lines: Vec<String> = captured
+        .warnings()
+        .into_iter()
+        .filter(|line| line.contains(needle))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line with {needle:?} in:\n{}",
+        captured.text()
+    );
+    let line = lines[0].clone();
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    if let Some(leaf) = leaf {
+        assert!(
+            line.contains(&format!("thumbprint={}", leaf.thumbprint)),
+            "{line}"
+        );
+    }
+    line
+}
+
+#[tokio::test]
+async fn an_unknown_ca_names_the_expected_bundle() {
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let stranger = Ca::root("Someone Else's CA").client(&Subject::cn("stranger"));
+    refused(&server, &world, Some(&stranger)).await;
+    let line = line_with(&captured, "cause=\"unknown_ca\"", Some(&stranger));
+    assert!(line.contains("subject=CN=stranger"), "{line}");
+    assert!(line.contains("issued by CN=Someone Else's CA"), "{line}");
+    assert!(line.contains("CN=Test Root CA"), "the bundle's CAs: {line}");
+}
+
+#[tokio::test]
+async fn an_expired_certificate_says_when_it_expired() {
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let expired = world.ca.client(&Subject {
+        expired: true,
+        ..Subject::cn("expired")
+    });
+    refused(&server, &world, Some(&expired)).await;
+    let line = line_with(&captured, "cause=\"expired\"", Some(&expired));
+    assert!(
+        line.contains("expired at 2021-01-01 00:00:00 UTC"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_ca_certificate_as_client_is_explained() {
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let tutorial = Leaf::self_signed_ca(&Subject::cn("tutorial"));
+    refused(&server, &world, Some(&tutorial)).await;
+    // Self-signed and CA:TRUE: webpki gives up on it as an unknown issuer.
+    let line = line_with(&captured, "TLS handshake refused", Some(&tutorial));
+    assert!(
+        line.contains("cause=\"self_signed\"") || line.contains("cause=\"ca_as_client\""),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn no_certificate_is_explained() {
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    refused(&server, &world, None).await;
+    let line = line_with(&captured, "cause=\"no_certificate\"", None);
+    assert!(line.contains("curl --cert"), "{line}");
+}
+
+#[tokio::test]
+async fn each_cause_is_logged_once_a_minute() {
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let stranger = Ca::root("Someone Else's CA").client(&Subject::cn("stranger"));
+    for _ in 0..3 {
+        refused(&server, &world, Some(&stranger)).await;
+    }
+    refused(&server, &world, None).await;
+    let warnings = captured.warnings();
+    assert_eq!(
+        warnings.iter().filter(|l| l.contains("unknown_ca")).count(),
+        1,
+        "{warnings:#?}"
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|l| l.contains("no_certificate"))
+            .count(),
+        1,
+        "another cause still gets its line: {warnings:#?}"
+    );
+    // A good client is unaffected, and nothing is logged for it.
+    let answer = call(
+        &server,
+        &world,
+        Some(&world.a),
+        "/whoami",
+        &[("authorization", &bearer(&world.token_for_a("read")))],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(captured.warnings().len(), 2);
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_true_certificate_binds_when_any_certificate_is_accepted() {
+    let world = World::new();
+    let tls = world
+        .tls_builder()
+        .accept_any_client_certificate()
+        .build()
+        .unwrap();
+    let server = serve_tls(app(world.layer()), tls).await;
+    let tutorial = Leaf::self_signed_ca(&Subject::cn("tutorial"));
+    let answer = try_call(
+        &server,
+        &world.ca,
+        leaf_identity(&tutorial),
+        "/whoami",
+        &token_for(&world, &tutorial),
+    )
+    .await
+    .expect("a CA:TRUE self-signed certificate completes the handshake");
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["thumbprint"], tutorial.thumbprint);
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_true_certificate_reaches_the_token_endpoint() {
+    let world = World::new();
+    let tls = mtls_bound_token::client_auth::token_endpoint_tls(
+        world_server_builder(&world),
+        world.ca.cert_pem.clone(),
+    )
+    .unwrap();
+    let app = axum::Router::new().route(
+        "/whoami",
+        axum::routing::get(
+            |axum::extract::ConnectInfo(info): axum::extract::ConnectInfo<
+                mtls_bound_token::ConnectionInfo,
+            >| async move {
+                info.client_certificate()
+                    .map(|c| c.thumbprint().to_owned())
+                    .unwrap_or_default()
+            },
+        ),
+    );
+    let server = serve_tls(app, tls).await;
+    let tutorial = Leaf::self_signed_ca(&Subject::cn("tutorial"));
+    let answer = try_call(&server, &world.ca, leaf_identity(&tutorial), "/whoami", "x")
+        .await
+        .expect("the token endpoint lets a CA:TRUE self-signed certificate through");
+    assert_eq!(answer.body, tutorial.thumbprint);
+
+    // Still not any certificate: one issued by an unknown CA is refused.
+    let stranger = Ca::root("Someone Else's CA").client(&Subject::cn("stranger"));
+    let result = try_call(&server, &world.ca, leaf_identity(&stranger), "/whoami", "x").await;
+    assert!(result.is_err(), "{result:?}");
+}
+
+fn world_server_builder(world: &World) -> mtls_bound_token::tls::TlsServerConfigBuilder {
+    TlsServerConfig::builder()
+        .certificate_chain_pem(world.server.chain_pem.clone())
+        .private_key_pem(world.server.key_pem.clone())
+}
