@@ -99,6 +99,17 @@ pub struct MtlsBoundTokenLayerBuilder {
     responder: Option<ErrorResponder>,
 }
 
+impl std::fmt::Debug for MtlsBoundTokenLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsBoundTokenLayerBuilder")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .field("binding", &self.binding)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for MtlsBoundTokenLayerBuilder {
     fn default() -> Self {
         Self {

@@ -49,6 +49,14 @@ pub struct MtlsBoundTokenLayer {
     policy: Arc<Policy>,
 }
 
+impl std::fmt::Debug for MtlsBoundTokenLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsBoundTokenLayer")
+            .field("binding", &self.policy.binding)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MtlsBoundTokenLayer {
     /// Starts a configuration with strict defaults.
     pub fn builder() -> MtlsBoundTokenLayerBuilder {
@@ -96,6 +104,15 @@ impl<S> Layer<S> for MtlsBoundTokenLayer {
 pub struct MtlsBoundToken<S> {
     inner: S,
     policy: Arc<Policy>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for MtlsBoundToken<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsBoundToken")
+            .field("inner", &self.inner)
+            .field("binding", &self.policy.binding)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S, B> Service<Request<B>> for MtlsBoundToken<S>
@@ -184,6 +201,12 @@ async fn authorize(
 /// The future of [`MtlsBoundToken`]: authorization, then the inner service.
 pub struct ResponseFuture<E> {
     inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
+}
+
+impl<E> std::fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
 }
 
 impl<E> Future for ResponseFuture<E> {

@@ -103,17 +103,55 @@ fn check(extensions: &http::Extensions, scope: &str) -> Result<ClientIdentity, A
     Err(AuthRejection::new(error, extensions))
 }
 
-/// Names a scope for [`WithScope`].
+/// Names a scope for [`WithScope`]: a unit type per scope, so that a handler's
+/// signature says which scope it needs.
+///
+/// ```
+/// use mtls_bound_token::RequiredScope;
+///
+/// /// Tokens that may read reports.
+/// pub struct ReportsRead;
+/// impl RequiredScope for ReportsRead {
+///     const SCOPE: &'static str = "reports:read";
+/// }
+/// ```
 pub trait RequiredScope: Send + Sync + 'static {
     /// The scope, matched exactly.
     const SCOPE: &'static str;
 }
 
 /// Extracts the [`ClientIdentity`] of a request whose token grants `S::SCOPE`; refuses
-/// with 403 `insufficient_scope` otherwise. Derefs to the identity.
+/// with 403 `insufficient_scope` otherwise. Derefs to the identity. Use it on routes
+/// behind [`MtlsBoundTokenLayer`](crate::MtlsBoundTokenLayer).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use mtls_bound_token::{RequiredScope, WithScope};
+///
+/// struct Admin;
+/// impl RequiredScope for Admin {
+///     const SCOPE: &'static str = "admin";
+/// }
+///
+/// // 403 with `scope="admin"` unless the token grants it; then the identity derefs.
+/// async fn rotate_keys(caller: WithScope<Admin>) -> String {
+///     format!("{} may rotate keys", caller.client_id().unwrap_or("?"))
+/// }
+///
+/// let app: Router = Router::new().route("/admin/rotate", get(rotate_keys));
+/// ```
 pub struct WithScope<S> {
     identity: ClientIdentity,
     _scope: PhantomData<fn() -> S>,
+}
+
+impl<S: RequiredScope> std::fmt::Debug for WithScope<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithScope")
+            .field("scope", &S::SCOPE)
+            .field("identity", &self.identity)
+            .finish()
+    }
 }
 
 impl<S> WithScope<S> {

@@ -78,6 +78,22 @@ pub struct ClientAuthenticatorBuilder {
     source: Option<Arc<dyn ClientCertificateSource>>,
 }
 
+impl std::fmt::Debug for ClientAuthenticatorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuthenticatorBuilder")
+            .field(
+                "clients",
+                &self
+                    .clients
+                    .iter()
+                    .map(ClientRegistration::client_id)
+                    .collect::<Vec<_>>(),
+            )
+            .field("ca", &self.ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why an authenticator cannot be built.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -298,6 +314,14 @@ impl AuthenticatedClient {
 pub struct TlsClient {
     certificate: Option<Arc<PeerCertificate>>,
     authenticator: Arc<ClientAuthenticator>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("certificate", &self.certificate)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsClient {

@@ -124,6 +124,17 @@ pub struct TlsServerConfigBuilder {
     max_handshakes: usize,
 }
 
+impl std::fmt::Debug for TlsServerConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsServerConfigBuilder")
+            .field("certificate_chain", &self.chain.as_ref().map(Input::name))
+            .field("anonymous", &self.anonymous)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_handshakes", &self.max_handshakes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TlsServerConfigBuilder {
     /// The server's certificate chain, leaf first: a file of PEM `CERTIFICATE` blocks,
     /// or DER (one certificate, or several concatenated), told apart by content.
@@ -382,6 +393,16 @@ pub struct TlsServerConfig {
     pub(crate) warnings: Arc<Warnings>,
     /// Whether a handshake without a client certificate fails.
     pub(crate) requires_certificate: bool,
+}
+
+impl std::fmt::Debug for TlsServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsServerConfig")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_handshakes", &self.max_handshakes)
+            .field("requires_certificate", &self.requires_certificate)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether a connection's client certificate chains to a configured CA.

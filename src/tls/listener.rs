@@ -35,6 +35,14 @@ pub struct TlsListener {
     accept_task: AbortHandle,
 }
 
+impl std::fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TlsListener {
     /// Binds a TCP listener at `addr` and serves TLS on it.
     ///
@@ -172,6 +180,14 @@ impl axum::serve::Listener for TlsListener {
 pub struct TlsConnection {
     stream: TlsStream<TcpStream>,
     info: ConnectionInfo,
+}
+
+impl std::fmt::Debug for TlsConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConnection")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsConnection {
