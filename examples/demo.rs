@@ -78,14 +78,15 @@ scopes = ["read"]
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Quiet by default, so that the story is readable; the library's tracing is one
-    // environment variable away.
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    // The crate's warnings and start-up lines, as in every example; RUST_LOG changes it
+    // (RUST_LOG=mtls_bound_token=debug shows why each refused request was refused).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,mtls_bound_token=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 
     match run().await {
         Ok(failures) if failures.is_empty() => {

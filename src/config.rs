@@ -51,7 +51,7 @@ pub enum ConfigError {
     LeewayTooLarge(Duration),
     /// A proxy certificate source that trusts no proxy.
     #[error(
-        "no trusted proxy: call .trusted_proxy(\"10.0.0.5/32\".parse()?) with exactly the proxy's addresses"
+        "no trusted proxy: call .trusted_proxy(\"10.0.0.5\".parse()?) (an address or a CIDR) with exactly the proxy's addresses"
     )]
     NoTrustedProxy,
     /// Not a valid HTTP header name.
@@ -304,8 +304,7 @@ mod tests {
     fn error(builder: MtlsBoundTokenLayerBuilder) -> String {
         builder
             .build()
-            .err()
-            .expect("configuration must be refused")
+            .expect_err("configuration must be refused")
             .to_string()
     }
 

@@ -260,3 +260,89 @@ fn world_server_builder(world: &World) -> mtls_bound_token::tls::TlsServerConfig
         .certificate_chain_pem(world.server.chain_pem.clone())
         .private_key_pem(world.server.key_pem.clone())
 }
+
+#[test]
+fn the_token_endpoint_explains_refused_registrations_to_the_operator() {
+    use mtls_bound_token::PeerCertificate;
+    use mtls_bound_token::client_auth::{
+        ClientAuthenticator, ClientRegistration, ExpectedIdentity,
+    };
+
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let authenticator = ClientAuthenticator::builder()
+        .client_ca_pem(world.ca.cert_pem.clone())
+        .register(ClientRegistration::tls_client_auth(
+            "client-a",
+            ExpectedIdentity::SanDns("client-a.example.org".into()),
+        ))
+        .build()
+        .unwrap();
+    let peer = |leaf: &Leaf| Some(Arc::new(PeerCertificate::from_der(&leaf.cert_der).unwrap()));
+
+    let stranger = Ca::root("Someone Else's CA").client(&Subject::cn("stranger"));
+    assert!(
+        authenticator
+            .authenticate("client-a", peer(&stranger))
+            .is_err()
+    );
+    let line = captured
+        .warnings()
+        .into_iter()
+        .find(|l| l.contains("tls_client_auth refused"))
+        .unwrap_or_else(|| panic!("no warning in:\n{}", captured.text()));
+    assert!(
+        line.contains("cause=\"unknown_ca\"") && line.contains("CN=Someone Else's CA"),
+        "{line}"
+    );
+    assert!(line.contains(&stranger.thumbprint), "{line}");
+
+    // B chains, but is not client-a: the operator sees both sides.
+    assert!(
+        authenticator
+            .authenticate("client-a", peer(&world.b))
+            .is_err()
+    );
+    let line = captured
+        .warnings()
+        .into_iter()
+        .find(|l| l.contains("does not carry the identity"))
+        .unwrap_or_else(|| panic!("no warning in:\n{}", captured.text()));
+    assert!(
+        line.contains("tls_client_auth_san_dns client-a.example.org"),
+        "{line}"
+    );
+    assert!(line.contains("CN=client-b"), "{line}");
+}
+
+#[test]
+fn start_up_warns_of_server_certificates_clients_will_refuse() {
+    let (captured, _guard) = Captured::install();
+    let key = rcgen::KeyPair::generate().unwrap();
+    // `openssl req -x509 -subj /CN=localhost`: no SAN, CA:TRUE.
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    TlsServerConfig::builder()
+        .certificate_chain_pem(cert.pem())
+        .private_key_pem(key.serialize_pem())
+        .accept_any_client_certificate()
+        .build()
+        .expect("warnings, not errors: some clients accept this certificate");
+    let warnings = captured.warnings().join("\n");
+    assert!(warnings.contains("no subjectAltName"), "{warnings}");
+    assert!(warnings.contains("CA:TRUE"), "{warnings}");
+    assert!(
+        warnings.contains("subjectAltName = DNS:"),
+        "the fix: {warnings}"
+    );
+
+    // A good certificate: not a word.
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    world.tls();
+    assert!(captured.warnings().is_empty(), "{}", captured.text());
+}

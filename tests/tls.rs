@@ -252,7 +252,7 @@ async fn der_certificates_keys_and_cas_are_read_like_pem() {
 fn tls_configuration_errors_say_what_to_fix() {
     let world = World::new();
     let err = |b: mtls_bound_token::tls::TlsServerConfigBuilder| {
-        b.build().err().expect("refused").to_string()
+        b.build().expect_err("refused").to_string()
     };
     let base = || {
         mtls_bound_token::tls::TlsServerConfig::builder()

@@ -15,6 +15,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use super::{ClientAuthMethod, ClientRegistration, ExpectedIdentity};
 use crate::cert::{ClientCertificateSource, ConnectionCertificate, PeerCertificate};
+use crate::tls::{CertificateFacts, Expectation, WARNING_INTERVAL, Warnings, explain, unix_now};
 
 /// A token request refused before a token is issued (RFC 6749 §5.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,8 +59,10 @@ impl IntoResponse for ClientAuthError {
 /// The clients of a token endpoint and how their certificates are checked.
 pub struct ClientAuthenticator {
     clients: HashMap<String, ClientRegistration>,
-    ca: Option<Arc<dyn ClientCertVerifier>>,
+    ca: Option<Ca>,
     source: Arc<dyn ClientCertificateSource>,
+    /// Refusals worth an operator's attention, once a minute per cause.
+    warnings: Arc<Warnings>,
 }
 
 impl std::fmt::Debug for ClientAuthenticator {
@@ -68,6 +71,12 @@ impl std::fmt::Debug for ClientAuthenticator {
             .field("clients", &self.clients.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// The CA bundle `tls_client_auth` certificates must chain to, and how messages name it.
+struct Ca {
+    verifier: Arc<dyn ClientCertVerifier>,
+    expectation: Expectation,
 }
 
 /// Builds a [`ClientAuthenticator`].
@@ -130,13 +139,14 @@ impl ClientAuthenticator {
             certificate.ok_or_else(|| refuse("no client certificate was presented"))?;
         match registration.method() {
             ClientAuthMethod::TlsClientAuth(identity) => {
-                if !self.chains_to_ca(&certificate) {
+                if let Err(error) = self.chains_to_ca(&certificate) {
+                    self.explain_chain(client_id, &certificate, &error);
                     return Err(refuse(
                         "the client certificate does not chain to a trusted CA",
                     ));
                 }
                 if !identity.matches(&certificate) {
-                    return Err(mismatch(client_id, identity, &certificate));
+                    return Err(self.mismatch(client_id, identity, &certificate));
                 }
             }
             ClientAuthMethod::SelfSignedTlsClientAuth(_) => {
@@ -159,59 +169,95 @@ impl ClientAuthenticator {
     }
 
     /// Chain validation is the endpoint's own, whatever the TLS layer or a proxy did.
-    fn chains_to_ca(&self, certificate: &PeerCertificate) -> bool {
+    fn chains_to_ca(&self, certificate: &PeerCertificate) -> Result<(), rustls::Error> {
         let (Some(ca), Some(leaf)) = (&self.ca, certificate.der()) else {
-            return false;
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ));
         };
         let intermediates: Vec<CertificateDer<'_>> = certificate
             .chain_der()
             .iter()
             .map(|der| CertificateDer::from(der.as_slice()))
             .collect();
-        ca.verify_client_cert(&CertificateDer::from(leaf), &intermediates, UnixTime::now())
-            .is_ok()
+        ca.verifier
+            .verify_client_cert(&CertificateDer::from(leaf), &intermediates, UnixTime::now())
+            .map(|_| ())
     }
-}
 
-/// The refusal of a certificate that does not carry the registered identity. When a
-/// registered subject DN has the certificate's RDNs in another order (openssl's display
-/// order, where RFC 4514's is meant), it says so, naming the certificate's order: that
-/// tells the client nothing it does not know (its own certificate's subject, and no
-/// attribute of the registration that the certificate lacks), and it is the one mistake
-/// that is invisible when the two are compared by eye.
-fn mismatch(
-    client_id: &str,
-    identity: &ExpectedIdentity,
-    certificate: &PeerCertificate,
-) -> ClientAuthError {
-    if let ExpectedIdentity::SubjectDn(registered) = identity
-        && registered.equals_in_other_order(certificate.subject_name())
-    {
-        let description = format!(
-            "the client certificate's subject has the registered tls_client_auth_subject_dn's \
-             attributes in another order; RFC 4514 writes the certificate's subject as \
-             {} (the reverse of openssl's display order)",
-            certificate.subject()
-        );
-        if ORDER_WARNINGS.admit("subject_dn_order").is_some() {
+    /// Logs why a `tls_client_auth` certificate does not chain, in the words the TLS
+    /// listener uses for the same refusal.
+    fn explain_chain(&self, client_id: &str, certificate: &PeerCertificate, error: &rustls::Error) {
+        let Some(ca) = &self.ca else { return };
+        let facts = certificate.der().and_then(CertificateFacts::of);
+        let explanation = explain(facts.as_ref(), error, &ca.expectation, unix_now());
+        if let Some(suppressed) = self.warnings.admit(explanation.cause) {
             tracing::warn!(
                 client_id,
-                registered = %registered,
-                certificate = certificate.subject(),
-                "client {client_id:?} refused only because its registered subject_dn lists \
-                 the RDNs in another order: register it as {}",
-                certificate.subject()
+                subject = certificate.subject(),
+                thumbprint = certificate.thumbprint(),
+                cause = explanation.cause,
+                suppressed,
+                "tls_client_auth refused: {}",
+                explanation.message
             );
         }
-        return ClientAuthError::InvalidClient(Cow::Owned(description));
     }
-    ClientAuthError::InvalidClient(Cow::Borrowed(
-        "the client certificate does not match the client's registration",
-    ))
-}
 
-static ORDER_WARNINGS: std::sync::LazyLock<Arc<crate::tls::Warnings>> =
-    std::sync::LazyLock::new(|| crate::tls::Warnings::new(crate::tls::WARNING_INTERVAL));
+    /// The refusal of a certificate that does not carry the registered identity. When a
+    /// registered subject DN has the certificate's RDNs in another order (openssl's
+    /// display order, where RFC 4514's is meant), it says so, naming the certificate's
+    /// order: that tells the client nothing it does not know (its own certificate's
+    /// subject, and no attribute of the registration that the certificate lacks), and it
+    /// is the one mistake that is invisible when the two are compared by eye. Otherwise
+    /// the client learns nothing of the registration; the log tells the operator both.
+    fn mismatch(
+        &self,
+        client_id: &str,
+        identity: &ExpectedIdentity,
+        certificate: &PeerCertificate,
+    ) -> ClientAuthError {
+        if let ExpectedIdentity::SubjectDn(registered) = identity
+            && registered.equals_in_other_order(certificate.subject_name())
+        {
+            if self.warnings.admit("subject_dn_order").is_some() {
+                tracing::warn!(
+                    client_id,
+                    registered = %registered,
+                    certificate = certificate.subject(),
+                    "client {client_id:?} refused only because its registered subject_dn \
+                     lists the RDNs in another order: register it as {}",
+                    certificate.subject()
+                );
+            }
+            return ClientAuthError::InvalidClient(Cow::Owned(format!(
+                "the client certificate's subject has the registered \
+                 tls_client_auth_subject_dn's attributes in another order; RFC 4514 writes \
+                 the certificate's subject as {} (the reverse of openssl's display order)",
+                certificate.subject()
+            )));
+        }
+        if let Some(suppressed) = self.warnings.admit("identity_mismatch") {
+            tracing::warn!(
+                client_id,
+                registered = %identity,
+                subject = certificate.subject(),
+                san_dns = ?certificate.san_dns(),
+                san_uri = ?certificate.san_uri(),
+                san_ip = ?certificate.san_ip(),
+                san_email = ?certificate.san_email(),
+                thumbprint = certificate.thumbprint(),
+                suppressed,
+                "tls_client_auth refused: the certificate does not carry the identity the \
+                 client is registered with (compare `registered` with the certificate's \
+                 subject and SANs)"
+            );
+        }
+        ClientAuthError::InvalidClient(Cow::Borrowed(
+            "the client certificate does not match the client's registration",
+        ))
+    }
+}
 
 impl ClientAuthenticatorBuilder {
     /// Registers a client.
@@ -251,7 +297,10 @@ impl ClientAuthenticatorBuilder {
                 )
                 .build()
                 .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
-                Some(verifier)
+                Some(Ca {
+                    verifier,
+                    expectation: Expectation::Ca(bundle.info),
+                })
             }
             None => None,
         };
@@ -286,6 +335,7 @@ impl ClientAuthenticatorBuilder {
             source: self
                 .source
                 .unwrap_or_else(|| Arc::new(ConnectionCertificate)),
+            warnings: Warnings::new(WARNING_INTERVAL),
         })
     }
 }

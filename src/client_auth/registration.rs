@@ -26,6 +26,19 @@ pub enum ExpectedIdentity {
     SanEmail(String),
 }
 
+impl std::fmt::Display for ExpectedIdentity {
+    /// The registration metadata name and value: `tls_client_auth_san_dns client.example`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SubjectDn(dn) => write!(f, "tls_client_auth_subject_dn {dn}"),
+            Self::SanDns(dns) => write!(f, "tls_client_auth_san_dns {dns}"),
+            Self::SanUri(uri) => write!(f, "tls_client_auth_san_uri {uri}"),
+            Self::SanIp(ip) => write!(f, "tls_client_auth_san_ip {ip}"),
+            Self::SanEmail(email) => write!(f, "tls_client_auth_san_email {email}"),
+        }
+    }
+}
+
 impl ExpectedIdentity {
     /// Whether `certificate` carries this identity, in a SAN of this type only.
     pub fn matches(&self, certificate: &PeerCertificate) -> bool {

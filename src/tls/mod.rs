@@ -36,7 +36,8 @@ mod verifier;
 
 pub(crate) use ca_bundle::load as load_client_ca;
 pub use config::{TlsConfigError, TlsServerConfig, TlsServerConfigBuilder};
-pub(crate) use diagnostics::{WARNING_INTERVAL, Warnings};
+pub(crate) use diagnostics::{Expectation, WARNING_INTERVAL, Warnings, explain};
+pub(crate) use facts::{CertificateFacts, unix_now};
 pub use listener::{TlsConnection, TlsListener};
 
 /// Resolves on ctrl-c (SIGINT) or SIGTERM: pass it to `with_graceful_shutdown`.
