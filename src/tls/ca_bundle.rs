@@ -40,7 +40,7 @@ pub(crate) fn load(bytes: &[u8], source: &str) -> Result<ClientCaBundle, String>
         let subject = &facts.subject;
         if facts.version < 3 {
             tracing::warn!(
-                source,
+                source = %source,
                 subject = %subject,
                 "client CA bundle: certificate {n} ({subject}) is X.509 v1; it is used as a \
                  trust anchor, but re-issue it as v3 (`openssl req -x509` does, or \
@@ -50,7 +50,7 @@ pub(crate) fn load(bytes: &[u8], source: &str) -> Result<ClientCaBundle, String>
         } else if !facts.is_ca {
             if facts.issued_by_itself && self_signed(&der, &provider, now) {
                 tracing::info!(
-                    source,
+                    source = %source,
                     subject = %subject,
                     thumbprint = %facts.thumbprint,
                     "client CA bundle: certificate {n} is a self-signed client certificate, \
@@ -69,7 +69,7 @@ pub(crate) fn load(bytes: &[u8], source: &str) -> Result<ClientCaBundle, String>
         }
         if facts.expired_at(now) {
             tracing::warn!(
-                source,
+                source = %source,
                 subject = %subject,
                 "client CA bundle: certificate {n} ({subject}) expired at {}; clients it \
                  issued will be refused until it is renewed",

@@ -341,15 +341,15 @@ fn check_server_certificate(leaf: &CertificateDer<'_>, source: &str) {
                `extendedKeyUsage = serverAuth`";
     if facts.version < 3 {
         tracing::warn!(
-            source,
-            subject,
+            source = %source,
+            subject = %subject,
             "server certificate is X.509 v1: rustls clients refuse it, and it has no \
              subjectAltName for the others to check; {fix}"
         );
     } else if !facts.has_san {
         tracing::warn!(
-            source,
-            subject,
+            source = %source,
+            subject = %subject,
             "server certificate has no subjectAltName: rustls, Go, browsers and Python \
              clients match the host name only against it and will refuse the certificate; \
              {fix}"
@@ -357,16 +357,16 @@ fn check_server_certificate(leaf: &CertificateDer<'_>, source: &str) {
     }
     if facts.version >= 3 && facts.is_ca {
         tracing::warn!(
-            source,
-            subject,
+            source = %source,
+            subject = %subject,
             "server certificate says basicConstraints CA:TRUE (as `openssl req -x509` \
              makes it): rustls clients refuse a CA certificate as a server's; {fix}"
         );
     }
     if facts.server_auth_allowed == Some(false) {
         tracing::warn!(
-            source,
-            subject,
+            source = %source,
+            subject = %subject,
             "server certificate's extendedKeyUsage does not include serverAuth: clients \
              refuse it; {fix}"
         );
@@ -374,8 +374,8 @@ fn check_server_certificate(leaf: &CertificateDer<'_>, source: &str) {
     let now = unix_now();
     if facts.expired_at(now) {
         tracing::warn!(
-            source,
-            subject,
+            source = %source,
+            subject = %subject,
             "server certificate expired at {}: clients refuse it; issue a new one",
             utc(facts.not_after)
         );
