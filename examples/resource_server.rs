@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
-use cli::{ProxyArgs, announce, init_tracing};
+use cli::{ProxyArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, RequireScopeLayer};
 
@@ -65,13 +65,7 @@ enum Binding {
 async fn main() -> ExitCode {
     init_tracing();
     let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

@@ -58,6 +58,18 @@ pub fn init_tracing() {
         .init();
 }
 
+/// The exit of a server's `run`: 0, or its error's `Display` (which says what to fix,
+/// unlike the `Debug` form `main() -> Result` would print) and exit code 2.
+pub fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Prints the line that tells a supervisor (or a test) the server is ready.
 pub fn announce(line: &str) {
     use std::io::Write;

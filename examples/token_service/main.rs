@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use cli::{ProxyArgs, announce, init_tracing};
+use cli::{ProxyArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::ConnectionInfo;
 use mtls_bound_token::client_auth::{ClientAuthMethod, ClientAuthenticator, token_endpoint_tls};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
@@ -68,13 +68,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
