@@ -37,10 +37,9 @@ use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use mtls_bound_token::client_auth::{ClientAuthenticator, token_endpoint_tls};
+use mtls_bound_token::serve::Server;
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig};
-use mtls_bound_token::{
-    ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, PeerCertificate, RequireScopeLayer,
-};
+use mtls_bound_token::{ClientIdentity, MtlsBoundTokenLayer, PeerCertificate, RequireScopeLayer};
 use pki::{Ca, Leaf, Subject};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -385,9 +384,9 @@ async fn start_token_service(
     };
     let app = TokenService::new(settings, authenticator, clients.policies).router();
     let task = tokio::spawn(async move {
-        // The token endpoint needs the connection (its certificate, its peer address).
-        let service = app.into_make_service_with_connect_info::<ConnectionInfo>();
-        if let Err(error) = axum::serve(listener, service).await {
+        // The crate's server: every request carries its connection (certificate, peer
+        // address), and slow or idle clients are cut off.
+        if let Err(error) = Server::default().serve(listener, app).await {
             eprintln!("the token service stopped: {error}");
         }
     });
@@ -436,10 +435,9 @@ async fn start_server(
     let listener = TlsListener::bind("127.0.0.1:0", tls).await?;
     let addr = listener.local_addr();
     let task = tokio::spawn(async move {
-        // With connect info, every request carries its connection's client certificate,
-        // which is where the layer looks for it.
-        let service = app.into_make_service_with_connect_info::<ConnectionInfo>();
-        if let Err(error) = axum::serve(listener, service).await {
+        // Every request carries its connection's client certificate, which is where the
+        // layer looks for it.
+        if let Err(error) = Server::default().serve(listener, app).await {
             eprintln!("the API stopped: {error}");
         }
     });

@@ -32,8 +32,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
 use cli::{announce, exit_code, init_tracing};
+use mtls_bound_token::serve::Server;
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
-use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer};
+use mtls_bound_token::{ClientIdentity, MtlsBoundTokenLayer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve /whoami to certificate-bound tokens, and /healthz to probes without one")]
@@ -88,8 +89,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/whoami", get(whoami))
         .route_layer(auth)
-        .route("/healthz", get(healthz))
-        .into_make_service_with_connect_info::<ConnectionInfo>();
+        .route("/healthz", get(healthz));
+    // The crate's server: header and idle timeouts, connection limits per address.
+    let http = Server::default();
 
     let tls = TlsServerConfig::builder()
         .certificate_chain_file(args.tls_cert)
@@ -118,7 +120,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "listening on {} (https, client certificate verified when presented; /healthz open)",
         listener.local_addr()
     ));
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = http.serve(listener, app).with_graceful_shutdown(shutdown);
     let Some(probe_listener) = probe_listener else {
         server.await?;
         return Ok(());
@@ -129,7 +131,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     ));
     // A router of its own, so that nothing but `/healthz` is ever reachable without TLS.
     let probes = Router::new().route("/healthz", get(healthz));
-    let probe_server = axum::serve(probe_listener, probes).with_graceful_shutdown(probe_shutdown);
+    let probe_server = http
+        .serve(probe_listener, probes)
+        .with_graceful_shutdown(probe_shutdown);
     // If either listener fails, stop: half a server is worse than none.
     tokio::try_join!(server.into_future(), probe_server.into_future())?;
     Ok(())

@@ -19,9 +19,9 @@ use std::process::ExitCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
-use cli::{ProxyArgs, announce, exit_code, init_tracing};
+use cli::{LimitArgs, ProxyArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
-use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, RequireScopeLayer};
+use mtls_bound_token::{ClientIdentity, MtlsBoundTokenLayer, RequireScopeLayer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve /whoami and /admin to clients whose token is bound to their certificate")]
@@ -53,6 +53,8 @@ struct Args {
     client_ca: Option<PathBuf>,
     #[command(flatten)]
     proxy: ProxyArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -90,14 +92,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             get(whoami).route_layer(RequireScopeLayer::new("admin")),
         )
         .route_layer(auth)
-        .route("/healthz", get(|| async { "ok" }))
-        .into_make_service_with_connect_info::<ConnectionInfo>();
+        .route("/healthz", get(|| async { "ok" }));
+    let server = args.limits.server()?;
 
     match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = TlsServerConfig::builder()
-                .certificate_chain_file(cert)
-                .private_key_file(key);
+            let tls = args.limits.tls(
+                TlsServerConfig::builder()
+                    .certificate_chain_file(cert)
+                    .private_key_file(key),
+            );
             let (tls, mode) = match args.client_ca {
                 Some(ca) => (tls.client_ca_file(ca), "client certificate required"),
                 None => (
@@ -111,7 +115,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             let addr = listener.local_addr();
             announce(&format!("listening on {addr} (https, {mode})"));
-            axum::serve(listener, app)
+            server
+                .serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
         }
@@ -120,7 +125,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             announce(&format!("listening on {} (http)", listener.local_addr()?));
-            axum::serve(listener, app)
+            server
+                .serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
         }

@@ -24,9 +24,25 @@ pub struct ConnectionInfo {
 impl ConnectionInfo {
     /// For a TLS server other than [`TlsListener`](crate::tls::TlsListener): insert
     /// `ConnectInfo(ConnectionInfo::new(peer, certificate))` into each request's
-    /// extensions. The certificate must be one the handshake authenticated and whose
-    /// chain the server validated against its CAs.
+    /// extensions, with the certificate whose possession the handshake proved. Nothing
+    /// is assumed about its chain: the subject and SANs count as the client's own words
+    /// (proxy trust by subject, say, does not accept it). When your server validated the
+    /// chain against its CAs, say so with
+    /// [`with_validated_certificate`](Self::with_validated_certificate).
     pub fn new(remote_addr: SocketAddr, client_certificate: Option<Arc<PeerCertificate>>) -> Self {
+        Self {
+            remote_addr,
+            client_certificate,
+            chain_validated: false,
+        }
+    }
+
+    /// Like [`new`](Self::new), for a certificate whose chain the server validated
+    /// against its CAs in the handshake: its subject and SANs are the CA's word.
+    pub fn with_validated_certificate(
+        remote_addr: SocketAddr,
+        client_certificate: Option<Arc<PeerCertificate>>,
+    ) -> Self {
         Self {
             remote_addr,
             client_certificate,
@@ -34,18 +50,14 @@ impl ConnectionInfo {
         }
     }
 
-    /// Like [`new`](Self::new), for a certificate whose possession the handshake proved
-    /// but whose chain nobody validated (self-signed, or any certificate accepted for
-    /// binding alone). Its subject and SANs are then the client's own words.
+    /// The same as [`new`](Self::new): a certificate whose possession the handshake
+    /// proved but whose chain nobody validated (self-signed, or any certificate accepted
+    /// for binding alone).
     pub fn with_unvalidated_certificate(
         remote_addr: SocketAddr,
         client_certificate: Option<Arc<PeerCertificate>>,
     ) -> Self {
-        Self {
-            remote_addr,
-            client_certificate,
-            chain_validated: false,
-        }
+        Self::new(remote_addr, client_certificate)
     }
 
     /// Whether the client certificate's chain was validated against a CA (so its subject

@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod address;
 mod binding;
 pub mod cert;
 pub mod client_auth;
@@ -73,9 +74,11 @@ mod error;
 mod identity;
 mod layer;
 mod scope;
+pub mod serve;
 pub mod tls;
 pub mod token;
 
+pub use address::AddressGroup;
 pub use binding::BindingPolicy;
 pub use cert::{ClientCertificateSource, PeerCertificate};
 pub use config::{

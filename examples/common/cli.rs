@@ -1,9 +1,13 @@
 //! What the example servers share on the command line: logging, the ready line, and
 //! the options that put them behind a trusted proxy.
 
+use std::time::Duration;
+
 use clap::Args;
 use mtls_bound_token::ConfigError;
 use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate, TrustedNetwork};
+use mtls_bound_token::serve::{ServeConfigError, Server};
+use mtls_bound_token::tls::TlsServerConfigBuilder;
 
 /// `--trusted-proxy`, `--cert-header`, `--cert-header-format`.
 #[derive(Args, Debug)]
@@ -39,6 +43,61 @@ impl ProxyArgs {
             proxy = proxy.header(header.clone());
         }
         proxy.build().map(Some)
+    }
+}
+
+/// `--header-read-timeout`, `--idle-timeout`, `--handshake-timeout`, `--max-handshakes`,
+/// `--max-handshakes-per-ip`, `--max-connections`, `--max-connections-per-ip`: what one
+/// client may hold of the server. Timeouts in whole seconds, everything at least 1.
+#[derive(Args, Debug)]
+pub struct LimitArgs {
+    /// A request's headers must arrive within this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = at_least_one())]
+    pub header_read_timeout: u64,
+    /// An idle keep-alive connection is closed after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = at_least_one())]
+    pub idle_timeout: u64,
+    /// A TLS handshake must finish within this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = at_least_one())]
+    pub handshake_timeout: u64,
+    /// TLS handshakes in flight (when all are taken, the oldest is shed).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = at_least_one())]
+    pub max_handshakes: u64,
+    /// TLS handshakes in flight from one address (IPv6: one /64).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one())]
+    pub max_handshakes_per_ip: u64,
+    /// Open connections.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one())]
+    pub max_connections: u64,
+    /// Open connections from one address (IPv6: one /64).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = at_least_one())]
+    pub max_connections_per_ip: u64,
+}
+
+fn at_least_one() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..)
+}
+
+fn count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+impl LimitArgs {
+    /// The HTTP server with these limits.
+    pub fn server(&self) -> Result<Server, ServeConfigError> {
+        Server::builder()
+            .header_read_timeout(Duration::from_secs(self.header_read_timeout))
+            .idle_timeout(Duration::from_secs(self.idle_timeout))
+            .max_connections(count(self.max_connections))
+            .max_connections_per_ip(count(self.max_connections_per_ip))
+            .build()
+    }
+
+    /// The TLS handshake limits, applied to `tls`.
+    pub fn tls(&self, tls: TlsServerConfigBuilder) -> TlsServerConfigBuilder {
+        tls.handshake_timeout(Duration::from_secs(self.handshake_timeout))
+            .max_concurrent_handshakes(count(self.max_handshakes))
+            .max_handshakes_per_ip(count(self.max_handshakes_per_ip))
     }
 }
 

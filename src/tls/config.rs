@@ -19,6 +19,8 @@ use super::verifier::{AnyCertificate, CaOrSelfSigned};
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default bound on handshakes in flight.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+/// The default bound on handshakes in flight from one address (an IPv6 /64).
+pub const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 64;
 
 /// A TLS configuration the builder refuses, with what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +124,7 @@ pub struct TlsServerConfigBuilder {
     anonymous: bool,
     handshake_timeout: Duration,
     max_handshakes: usize,
+    max_handshakes_per_ip: usize,
 }
 
 impl std::fmt::Debug for TlsServerConfigBuilder {
@@ -229,9 +232,20 @@ impl TlsServerConfigBuilder {
         self
     }
 
-    /// Handshakes in flight at most; further connections wait to be accepted. Default 1024.
+    /// Handshakes in flight at most; default 1024. Accepting never waits for a slot:
+    /// when all are taken, the oldest handshake in flight is shed (closed) to make room,
+    /// so stalled sockets cannot keep new clients out, and a real handshake, which takes
+    /// milliseconds, is never the oldest for long.
     pub fn max_concurrent_handshakes(mut self, max: usize) -> Self {
         self.max_handshakes = max;
+        self
+    }
+
+    /// Handshakes in flight from one address (an IPv6 /64) at most; default 64. A
+    /// connection beyond it is closed at once, so one address cannot take the slots of
+    /// everyone else.
+    pub fn max_handshakes_per_ip(mut self, max: usize) -> Self {
+        self.max_handshakes_per_ip = max;
         self
     }
 
@@ -262,6 +276,9 @@ impl TlsServerConfigBuilder {
         }
         if self.max_handshakes == 0 {
             return Err(TlsConfigError::Zero("max_concurrent_handshakes"));
+        }
+        if self.max_handshakes_per_ip == 0 {
+            return Err(TlsConfigError::Zero("max_handshakes_per_ip"));
         }
         check_server_certificate(&chain[0], &chain_input.name());
 
@@ -322,6 +339,7 @@ impl TlsServerConfigBuilder {
             rustls: Arc::new(config),
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
+            max_handshakes_per_ip: self.max_handshakes_per_ip,
             chains,
             warnings,
             requires_certificate,
@@ -388,6 +406,7 @@ pub struct TlsServerConfig {
     pub(crate) rustls: Arc<rustls::ServerConfig>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
+    pub(crate) max_handshakes_per_ip: usize,
     pub(crate) chains: ChainCheck,
     /// Refusals logged once per cause per interval, shared with the verifier.
     pub(crate) warnings: Arc<Warnings>,
@@ -439,6 +458,7 @@ impl TlsServerConfig {
             anonymous: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
         }
     }
 

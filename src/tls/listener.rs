@@ -1,23 +1,25 @@
 //! [`TlsListener`]: TCP accept, concurrent bounded handshakes, finished connections
 //! handed to `axum::serve`.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::{TlsServerConfig, diagnostics};
 use crate::ConnectionInfo;
+use crate::address::{AddressGroup, Occupancy};
 use crate::cert::PeerCertificate;
 
 /// Finished handshakes waiting for `axum::serve` to take them.
@@ -87,11 +89,11 @@ async fn accept_loop(
     ready: mpsc::Sender<(TlsConnection, SocketAddr)>,
 ) {
     let acceptor = TlsAcceptor::from(Arc::clone(&config.rustls));
-    let slots = Arc::new(Semaphore::new(config.max_handshakes));
+    let per_address = Occupancy::new(usize::MAX, config.max_handshakes_per_ip);
+    let in_flight = Handshakes::new(config.max_handshakes);
+    // Accepting never waits for a handshake slot: a full house sheds its oldest
+    // handshake instead, so stalled sockets cannot stop new clients from connecting.
     loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
         let (tcp, remote_addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -101,6 +103,14 @@ async fn accept_loop(
                 continue;
             }
         };
+        let place = match per_address.enter(AddressGroup::of(remote_addr.ip())) {
+            Ok(place) => place,
+            Err(_) => {
+                tracing::debug!(%remote_addr, "handshakes from this address over the limit: closed");
+                continue;
+            }
+        };
+        let (slot, shed) = in_flight.admit(remote_addr);
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
@@ -109,12 +119,19 @@ async fn accept_loop(
         let warnings = Arc::clone(&config.warnings);
         let requires_certificate = config.requires_certificate;
         tokio::spawn(async move {
-            let (handshake, explained) = diagnostics::for_peer(
+            let handshake = diagnostics::for_peer(
                 remote_addr,
                 tokio::time::timeout(timeout, acceptor.accept(tcp)),
-            )
-            .await;
+            );
+            let (handshake, explained) = tokio::select! {
+                done = handshake => done,
+                _ = shed => {
+                    tracing::debug!(%remote_addr, "handshake shed: the oldest in flight when all slots were taken");
+                    return;
+                }
+            };
             drop(slot);
+            drop(place);
             let stream = match handshake {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) if explained => {
@@ -140,7 +157,7 @@ async fn accept_loop(
                     Ok(certificate) => {
                         let certificate = Some(Arc::new(certificate));
                         if chains.validated(chain) {
-                            ConnectionInfo::new(remote_addr, certificate)
+                            ConnectionInfo::with_validated_certificate(remote_addr, certificate)
                         } else {
                             ConnectionInfo::with_unvalidated_certificate(remote_addr, certificate)
                         }
@@ -156,6 +173,69 @@ async fn accept_loop(
                 .send((TlsConnection { stream, info }, remote_addr))
                 .await;
         });
+    }
+}
+
+/// The handshakes in flight, oldest first; at most `max` of them.
+struct Handshakes {
+    max: usize,
+    table: Mutex<HandshakeTable>,
+}
+
+#[derive(Default)]
+struct HandshakeTable {
+    next: u64,
+    /// By start order: the first is the oldest.
+    running: BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+impl Handshakes {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            table: Mutex::new(HandshakeTable::default()),
+        })
+    }
+
+    /// A slot for a new handshake, shedding the oldest one when all are taken; the
+    /// receiver fires when this one is shed in turn.
+    fn admit(self: &Arc<Self>, peer: SocketAddr) -> (HandshakeSlot, oneshot::Receiver<()>) {
+        let (shed, shed_me) = oneshot::channel();
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        while table.running.len() >= self.max {
+            let Some((_, oldest)) = table.running.pop_first() else {
+                break;
+            };
+            tracing::debug!(%peer, "all handshake slots taken: shedding the oldest");
+            let _ = oldest.send(());
+        }
+        let id = table.next;
+        table.next += 1;
+        table.running.insert(id, shed);
+        (
+            HandshakeSlot {
+                id,
+                handshakes: Arc::clone(self),
+            },
+            shed_me,
+        )
+    }
+}
+
+/// One handshake's slot; freed on drop.
+struct HandshakeSlot {
+    id: u64,
+    handshakes: Arc<Handshakes>,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut table = self
+            .handshakes
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        table.running.remove(&self.id);
     }
 }
 

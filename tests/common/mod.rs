@@ -16,7 +16,7 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig};
-use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, RequireScopeLayer};
+use mtls_bound_token::{ClientIdentity, MtlsBoundTokenLayer, RequireScopeLayer};
 use pki::{Ca, Leaf, SigningKey, Subject};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -126,12 +126,10 @@ pub async fn serve_tls(app: Router, tls: TlsServerConfig) -> TestServer {
     let listener = TlsListener::bind("127.0.0.1:0", tls).await.expect("bind");
     let addr = listener.local_addr();
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<ConnectionInfo>(),
-        )
-        .await
-        .expect("serve");
+        mtls_bound_token::serve::Server::default()
+            .serve(listener, app)
+            .await
+            .expect("serve");
     });
     TestServer { addr, task }
 }
