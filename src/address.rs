@@ -148,8 +148,20 @@ mod tests {
 
     #[test]
     fn ipv6_counts_by_its_64() {
-        assert_eq!(group("2001:db8::1"), group("2001:db8::ffff:1"));
-        assert_ne!(group("2001:db8:0:1::1"), group("2001:db8:0:2::1"));
+        // One /64 is one site's (often one host's) to number at will.
+        let first = group("2001:db8:1:2::1");
+        for same in [
+            "2001:db8:1:2::2",
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+            "2001:db8:1:2:a:b:c:d",
+            "2001:DB8:1:2::",
+        ] {
+            assert_eq!(group(same), first, "{same}");
+        }
+        for other in ["2001:db8:1:3::1", "2001:db8:1:1::1", "2001:db9:1:2::1"] {
+            assert_ne!(group(other), first, "{other}");
+        }
+        assert_eq!(group("::1"), group("::2"));
         assert_eq!(group("2001:db8:0:1::1").to_string(), "2001:db8:0:1::/64");
     }
 
@@ -175,7 +187,12 @@ mod tests {
     #[test]
     fn ipv4_counts_by_its_address() {
         assert_ne!(group("192.0.2.1"), group("192.0.2.2"));
+        assert_ne!(group("192.0.2.1"), group("192.0.3.1"));
+        // A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d: the same client as
+        // on an IPv4 socket, and not one /64 for every IPv4 client.
         assert_eq!(group("::ffff:192.0.2.1"), group("192.0.2.1"));
+        assert_ne!(group("::ffff:192.0.2.1"), group("::ffff:192.0.2.2"));
+        assert_ne!(group("::ffff:192.0.2.1"), group("::1"));
         assert_eq!(group("192.0.2.1").to_string(), "192.0.2.1");
         // Loopback IPv6 is its own /64, not an IPv4 address.
         assert_ne!(group("::1"), group("0.0.0.1"));

@@ -12,7 +12,8 @@ use crate::cert::PeerCertificate;
 /// Facts about one connection: the TCP peer and, when TLS was terminated here, the
 /// certificate the client presented, parsed once at the end of the handshake.
 ///
-/// Served with `into_make_service_with_connect_info::<ConnectionInfo>()`, every request
+/// Served by [`Server`](crate::serve::Server) (or `axum::serve` with
+/// `into_make_service_with_connect_info::<ConnectionInfo>()`), every request
 /// carries it as `ConnectInfo<ConnectionInfo>`; handlers can extract it too.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {

@@ -22,7 +22,8 @@ use crate::{AuthError, ClientIdentity};
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
-/// use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer};
+/// use mtls_bound_token::serve::Server;
+/// use mtls_bound_token::{ClientIdentity, MtlsBoundTokenLayer};
 /// use mtls_bound_token::tls::{TlsListener, TlsServerConfig};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,7 +42,7 @@ use crate::{AuthError, ClientIdentity};
 ///     .client_ca_file("ca.crt")
 ///     .build()?;
 /// let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
-/// axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>()).await?;
+/// Server::default().serve(listener, app).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -10,7 +10,8 @@
 //! ```no_run
 //! use axum::{Json, Router, routing::get};
 //! use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
-//! use mtls_bound_token::{ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, RequireScopeLayer};
+//! use mtls_bound_token::serve::Server;
+//! use mtls_bound_token::{ClientIdentity, MtlsBoundTokenLayer, RequireScopeLayer};
 //!
 //! async fn whoami(identity: ClientIdentity) -> Json<serde_json::Value> {
 //!     Json(serde_json::json!({
@@ -39,7 +40,8 @@
 //!     .client_ca_file("clients-ca.crt")
 //!     .build()?;
 //! let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
-//! axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>())
+//! Server::default()
+//!     .serve(listener, app)
 //!     .with_graceful_shutdown(shutdown_signal())
 //!     .await?;
 //! # Ok(()) }

@@ -4,8 +4,14 @@
 //! sockets, real clients: curl, Python `requests` and a rustls client.
 
 mod common;
+// The service's own unit tests (how its rate limits group peer addresses, which no
+// black-box test can reach over loopback) run with this suite: `cargo test` builds
+// the examples but runs no tests in them.
+#[path = "../examples/token_service/service.rs"]
+mod service;
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -20,9 +26,13 @@ use common::{Answer, ISSUER, World, client_config, collect, connect, leaf_identi
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// `aud` of tokens whose request names no resource (`--audience`).
 const AUDIENCE: &str = "https://api.test";
@@ -371,6 +381,34 @@ impl Connection {
             .await
             .map_err(|_| "handshake timed out".to_owned())?
             .map_err(|e| format!("handshake: {e}"))?;
+        Self::over(tls).await
+    }
+
+    /// From the loopback address `from` (the service keys its limits on the peer
+    /// address), presenting `leaf`'s certificate or none (as a proxy may).
+    async fn open_from(
+        server: &Running,
+        ca: &Ca,
+        leaf: Option<&Leaf>,
+        from: IpAddr,
+    ) -> Result<Self, String> {
+        let config = client_config(ca, leaf.and_then(leaf_identity), &[]);
+        let handshake = async {
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(from, 0))?;
+            let tcp = socket.connect(server.addr).await?;
+            TlsConnector::from(config)
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+        };
+        let tls = tokio::time::timeout(Duration::from_secs(10), handshake)
+            .await
+            .map_err(|_| "handshake timed out".to_owned())?
+            .map_err(|e| format!("handshake from {from}: {e}"))?;
+        Self::over(tls).await
+    }
+
+    async fn over(tls: TlsStream<TcpStream>) -> Result<Self, String> {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("http: {e}"))?;
@@ -404,6 +442,83 @@ async fn ask_token(server: &Running, ca: &Ca, leaf: &Leaf, form: &str) -> Result
         .await?
         .send(token_request(form))
         .await
+}
+
+/// Like [`ask_token`], from the loopback address `from`.
+async fn ask_token_from(
+    server: &Running,
+    ca: &Ca,
+    leaf: &Leaf,
+    form: &str,
+    from: IpAddr,
+) -> Result<Answer, String> {
+    Connection::open_from(server, ca, Some(leaf), from)
+        .await?
+        .send(token_request(form))
+        .await
+}
+
+/// A token request as a Caddy proxy forwards it: `leaf`'s certificate, base64 DER, in
+/// `X-Client-Cert`.
+fn forwarded_token_request(leaf: &Leaf, form: &str) -> Request<Full<Bytes>> {
+    let mut request = token_request(form);
+    let der = base64::engine::general_purpose::STANDARD.encode(&leaf.cert_der);
+    request
+        .headers_mut()
+        .insert("x-client-cert", der.parse().unwrap());
+    request
+}
+
+/// A second loopback address to be another peer from (Linux routes all of 127/8 to
+/// the loopback interface; other systems may not), or `None` when this host has none.
+fn other_loopback() -> Option<IpAddr> {
+    let other = IpAddr::from([127, 0, 0, 2]);
+    match std::net::TcpListener::bind(SocketAddr::new(other, 0)) {
+        Ok(_) => Some(other),
+        Err(error) => {
+            eprintln!("no second loopback address ({other}: {error}); that part is skipped");
+            None
+        }
+    }
+}
+
+/// `count` self-signed certificates registered nowhere: what anyone can make afresh for
+/// every request. Made before a burst, so that the burst is not spread out by key
+/// generation (the limits earn cells back over time).
+fn fresh_certificates(count: usize) -> Vec<Leaf> {
+    (0..count)
+        .map(|n| Leaf::self_signed(&Subject::cn(&format!("probe-{n}"))))
+        .collect()
+}
+
+/// The `Retry-After` of a 429, in seconds, checked to be within `range`.
+fn retry_after(answer: &Answer, range: std::ops::RangeInclusive<u64>) -> u64 {
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    assert!(answer.json()["error"].is_string(), "{}", answer.body);
+    let seconds: u64 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(range.contains(&seconds), "Retry-After: {seconds}");
+    seconds
+}
+
+/// 401 `invalid_client`.
+fn assert_invalid_client(case: &str, answer: &Answer) {
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{case}: {}",
+        answer.body
+    );
+    assert_eq!(answer.json()["error"], "invalid_client", "{case}");
 }
 
 // === The tests ==========================================================================
@@ -896,6 +1011,135 @@ async fn many_certificates_from_one_address_are_slowed_down_too() {
         answer.body
     );
     assert!(answer.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn fresh_certificates_from_one_address_run_out_of_failed_authentications() {
+    // --rate-limit 5: 5 failed authentications a minute per address group (one earned
+    // back every 12 s), 20 requests a minute per address group (this test makes at most
+    // 15 from 127.0.0.1, so every 429 here is the failure budget's). A certificate made
+    // afresh for each request must not get a fresh budget each time.
+    let setup = Setup::new();
+    let service = setup.start(&["--rate-limit", "5"]);
+    let ca = &setup.world.ca;
+    let local = IpAddr::from([127, 0, 0, 1]);
+    let probes = fresh_certificates(11);
+    let mut probes = probes.iter().enumerate().map(|(n, leaf)| (n + 1, leaf));
+    let probe_form = form("client-s", &[]);
+
+    let mut limited = None;
+    for (n, probe) in probes.by_ref().take(8) {
+        let answer = ask_token_from(&service, ca, probe, &probe_form, local)
+            .await
+            .unwrap();
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((n, answer));
+            break;
+        }
+        // Until the budget is spent, a bad certificate is told so as ever.
+        assert_invalid_client(&format!("fresh certificate {n}"), &answer);
+    }
+    let (n, answer) = limited.expect("no 429 within 8 fresh certificates at 5 failures a minute");
+    assert!(n > 5, "limited already at failure {n}");
+    retry_after(&answer, 1..=12);
+
+    // Meanwhile the registered clients at the same address are served, between more
+    // attempts that stay refused.
+    for (client_id, leaf) in [("client-a", "a"), ("client-b", "b"), ("client-s", "s1")] {
+        let (_, probe) = probes.next().unwrap();
+        let answer = ask_token_from(&service, ca, probe, &probe_form, local)
+            .await
+            .unwrap();
+        retry_after(&answer, 1..=12);
+        let answer = ask_token_from(&service, ca, setup.leaf(leaf), &form(client_id, &[]), local)
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{client_id}: {}",
+            answer.body
+        );
+    }
+    // A registered certificate failing to authenticate is a failure like any other.
+    let answer = ask_token_from(&service, ca, &setup.world.a, &form("client-b", &[]), local)
+        .await
+        .unwrap();
+    retry_after(&answer, 1..=12);
+
+    // Another address has its own budget: its failures are still answered 401.
+    if let Some(other) = other_loopback() {
+        let answer = ask_token_from(&service, ca, &setup.s2, &probe_form, other)
+            .await
+            .unwrap();
+        assert_invalid_client("a failure from another address", &answer);
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failed_authentications_have_a_global_budget() {
+    // --rate-limit 1: 16 failed authentications a minute in all (one earned back every
+    // 3.75 s). The proxy forwards everyone, so neither its address nor the forwarded
+    // certificate (made afresh for each request) can key a budget.
+    let setup = Setup::new();
+    let service = setup.start(&[
+        "--rate-limit",
+        "1",
+        "--trusted-proxy",
+        "127.0.0.1/32",
+        "--cert-header-format",
+        "caddy",
+    ]);
+    let ca = &setup.world.ca;
+    let local = IpAddr::from([127, 0, 0, 1]);
+    // One connection, without a certificate of its own, as a proxy keeps them.
+    let mut proxy = Connection::open_from(&service, ca, None, local)
+        .await
+        .unwrap();
+    let probe_form = form("client-s", &[]);
+
+    let mut limited = None;
+    for (n, probe) in fresh_certificates(26).iter().enumerate() {
+        let n = n + 1;
+        let answer = proxy
+            .send(forwarded_token_request(probe, &probe_form))
+            .await
+            .unwrap();
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((n, answer));
+            break;
+        }
+        assert_invalid_client(&format!("forwarded fresh certificate {n}"), &answer);
+    }
+    let (n, answer) =
+        limited.expect("no 429 within 26 forwarded fresh certificates at 16 failures a minute");
+    assert!(n > 16, "limited already at failure {n}");
+    retry_after(&answer, 1..=4);
+
+    // Registered clients behind the proxy are served all the same.
+    for (client_id, leaf) in [("client-s", &setup.s1), ("client-a", &setup.world.a)] {
+        let answer = proxy
+            .send(forwarded_token_request(leaf, &form(client_id, &[])))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{client_id}: {}",
+            answer.body
+        );
+    }
+    // The budget is global: a direct peer's failure is refused too, its success not.
+    if let Some(other) = other_loopback() {
+        let answer = ask_token_from(&service, ca, &setup.s2, &probe_form, other)
+            .await
+            .unwrap();
+        retry_after(&answer, 1..=4);
+        let answer = ask_token_from(&service, ca, &setup.world.b, &form("client-b", &[]), other)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
 }
 
 #[test]

@@ -20,8 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use cli::{ProxyArgs, announce, exit_code, init_tracing};
-use mtls_bound_token::ConnectionInfo;
+use cli::{LimitArgs, ProxyArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::client_auth::{ClientAuthMethod, ClientAuthenticator, token_endpoint_tls};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use service::{Settings, Signer, TokenService, load_clients};
@@ -63,6 +62,8 @@ struct Args {
     rate_limit: NonZeroU32,
     #[command(flatten)]
     proxy: ProxyArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[tokio::main]
@@ -122,13 +123,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         signer,
         trusted_proxies: args.proxy.trusted_proxies.iter().map(|n| n.net()).collect(),
     };
-    let app = TokenService::new(settings, authenticator, clients.policies)
-        .router()
-        .into_make_service_with_connect_info::<ConnectionInfo>();
+    let app = TokenService::new(settings, authenticator, clients.policies).router();
+    let server = args.limits.server()?;
 
-    let tls = TlsServerConfig::builder()
-        .certificate_chain_file(&args.tls_cert)
-        .private_key_file(&args.tls_key);
+    let tls = args.limits.tls(
+        TlsServerConfig::builder()
+            .certificate_chain_file(&args.tls_cert)
+            .private_key_file(&args.tls_key),
+    );
     let tls = match ca_pem {
         Some(pem) => token_endpoint_tls(tls, pem)?,
         // Only self-signed clients can authenticate; the endpoint checks each one.
@@ -141,7 +143,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "listening on {} (https, token endpoint /token)",
         listener.local_addr()
     ));
-    axum::serve(listener, app)
+    server
+        .serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -19,9 +19,10 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mtls_bound_token::AddressGroup;
 use mtls_bound_token::ConnectionInfo;
 use mtls_bound_token::cert::DistinguishedName;
 use mtls_bound_token::client_auth::{
@@ -91,11 +92,13 @@ pub struct Settings {
     pub issuer: String,
     pub audience: String,
     pub token_ttl: Duration,
-    /// Token requests per minute per client certificate.
+    /// Authenticated token requests per minute per client certificate; the other
+    /// limits are multiples of it (see [`Limits`]).
     pub rate_limit: NonZeroU32,
     pub signer: Signer,
     /// Peers whose requests carry the certificate in a header; they are not
-    /// rate-limited by address (every client comes from them).
+    /// rate-limited by address (every client comes from them), only by the global
+    /// budget of failed authentications.
     pub trusted_proxies: Vec<IpNet>,
 }
 
@@ -245,8 +248,121 @@ struct Inner {
     settings: Settings,
     authenticator: Arc<ClientAuthenticator>,
     policies: HashMap<String, ClientPolicy>,
+    limits: Limits,
+}
+
+/// The token endpoint's rate limits, each a multiple of `--rate-limit` N:
+///
+/// | limit                | a minute | keyed by            | counts                            |
+/// |----------------------|----------|---------------------|-----------------------------------|
+/// | `per_group`          | 4N       | address group       | every request of a direct peer    |
+/// | `per_certificate`    | N        | client certificate  | requests that authenticated       |
+/// | `failures_per_group` | N        | address group       | failed authentications, direct    |
+/// | `failures`           | 16N      | nothing: one budget | failed authentications, all peers |
+///
+/// Over any of them the answer is 429 with `Retry-After`; for the two failure budgets
+/// that is instead of the 401 `invalid_client`. Each is a GCRA bucket: a burst of its
+/// whole minute's worth, then one more every 60/rate seconds. `per_group` is checked
+/// before anything is parsed, the others once authentication has succeeded or
+/// failed. Why these, in this order:
+///
+/// - **The certificate limit comes after authentication.** Before it, anyone could
+///   make a certificate per request (self-signed ones pass the handshake) and each
+///   would get a fresh bucket, and a key in the limiter's map. Now only certificates
+///   that authenticated get one, which the registrations bound.
+/// - **The address group** ([`AddressGroup`]) is the IPv4 address, or the IPv6 /64:
+///   a /64 is the smallest block anyone is assigned (a phone gets one, a site a /56
+///   or a /48), and its hosts pick their own 64-bit interface identifiers (privacy
+///   addresses change all the time), so one host can come from 2^64 addresses.
+///   IPv4-mapped IPv6 is the IPv4 address it maps. The 4N leaves room for several
+///   clients on one host. A trusted proxy's address is every client's, so requests
+///   from it are not limited by address at all.
+/// - **Failures are limited only once authentication has failed**: the budgets are
+///   checked (and spent) by the answer that would have been 401, which becomes 429.
+///   So no success is ever refused by failure limiting, whoever else fails and how
+///   often: a good client at address Y is served while X's failures are refused,
+///   and while the global budget is spent. The price: a failing attempt is still
+///   authenticated before it is refused: a lookup, a comparison or one chain
+///   validation, cheaper than the TLS handshake before it (which no limit here can
+///   spare either). What the budgets bound is how fast anyone who cannot
+///   authenticate learns anything about the registrations (which client_ids exist,
+///   whether a certificate fits one) and fills the log with refusals.
+/// - **N failures per address group**, not 4N: a direct peer's failures already count
+///   towards its 4N requests, so a 4N failure budget would never be the one to
+///   refuse. N (as many failures as one certificate may have successes) is far more
+///   than a misconfigured client retrying needs; one that honours `Retry-After` then
+///   leaves its group's other clients 3N requests. (A group that ignores the 429s
+///   spends its 4N and is refused as a whole: it is one host or one site.)
+/// - **16N failures in all** bounds what the per-group budget cannot: traffic from a
+///   trusted proxy (which forwards everyone; the forwarded certificate is no key, as
+///   any can be made afresh) and attempts spread over many address groups (16 at
+///   their full rate; a /48 holds 65536 of them). Only failures spend it, and when it
+///   is spent only failures are refused: their clients get 429 instead of a 401
+///   saying why, which is all they lose. The group's budget is checked first, so a
+///   group over its own budget spends none of the global one: it takes 16 groups to
+///   exhaust it.
+/// - **Not counted as failures**: refusals before authentication (400 for a malformed
+///   request or an unreadable forwarded certificate). They tell nothing about the
+///   registrations and cost no more than a 429; a direct peer's are within its 4N,
+///   and behind a proxy the raw request rate is the proxy's to bound, since the
+///   service cannot tell the proxy's clients apart.
+struct Limits {
     per_certificate: DefaultKeyedRateLimiter<[u8; 32]>,
-    per_peer: DefaultKeyedRateLimiter<IpAddr>,
+    per_group: DefaultKeyedRateLimiter<AddressGroup>,
+    failures_per_group: DefaultKeyedRateLimiter<AddressGroup>,
+    failures: DefaultDirectRateLimiter,
+    /// One warning a minute while the global failure budget is spent: it means an
+    /// attack, or many clients misconfigured at once (a CA rotated, say).
+    failures_warning: DefaultDirectRateLimiter,
+}
+
+impl Limits {
+    fn new(per_minute: NonZeroU32) -> Self {
+        const FOUR: NonZeroU32 = NonZeroU32::new(4).unwrap();
+        const SIXTEEN: NonZeroU32 = NonZeroU32::new(16).unwrap();
+        Self {
+            per_certificate: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            per_group: RateLimiter::keyed(Quota::per_minute(per_minute.saturating_mul(FOUR))),
+            failures_per_group: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            failures: RateLimiter::direct(Quota::per_minute(per_minute.saturating_mul(SIXTEEN))),
+            failures_warning: RateLimiter::direct(Quota::per_minute(NonZeroU32::MIN)),
+        }
+    }
+
+    /// Drops the keys of buckets that are full again: keys come from anyone who can
+    /// connect, so they must not pile up.
+    fn forget_idle(&self) {
+        for limiter in [&self.per_group, &self.failures_per_group] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.per_certificate.retain_recent();
+        self.per_certificate.shrink_to_fit();
+    }
+
+    /// The answer to a failed authentication: `refusal` (the 401) while the budgets
+    /// last, 429 once the group's (`None` for a trusted proxy) or the global one is
+    /// spent. Called only for failures, so successes never spend or meet these.
+    fn failed(&self, group: Option<AddressGroup>, refusal: ClientAuthError) -> Response {
+        const TOO_MANY_FAILURES: &str = "too many failed client authentications; retry later";
+        if let Some(group) = group
+            && let Err(not_until) = self.failures_per_group.check_key(&group)
+        {
+            tracing::debug!(%group, "failed client authentications over the group's budget");
+            return too_many(not_until, TOO_MANY_FAILURES);
+        }
+        if let Err(not_until) = self.failures.check() {
+            if self.failures_warning.check().is_ok() {
+                tracing::warn!(
+                    "failed client authentications are over their global budget (16 times \
+                     --rate-limit a minute): failures are answered 429 until it refills; \
+                     clients that authenticate are still served"
+                );
+            }
+            return too_many(not_until, TOO_MANY_FAILURES);
+        }
+        no_store(refusal.into_response())
+    }
 }
 
 /// The service's state.
@@ -265,28 +381,19 @@ impl TokenService {
         authenticator: ClientAuthenticator,
         policies: HashMap<String, ClientPolicy>,
     ) -> Self {
-        let per_minute = settings.rate_limit;
-        // Several clients may share a host; unauthenticated floods still stop early.
-        const FOUR: NonZeroU32 = NonZeroU32::new(4).unwrap();
-        let per_peer = per_minute.saturating_mul(FOUR);
         let inner = Arc::new(Inner {
-            per_certificate: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            per_peer: RateLimiter::keyed(Quota::per_minute(per_peer)),
+            limits: Limits::new(settings.rate_limit),
             authenticator: Arc::new(authenticator),
             policies,
             settings,
         });
-        // Any self-signed certificate can knock, so keys must not pile up forever.
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut every_minute = tokio::time::interval(Duration::from_secs(60));
             loop {
                 every_minute.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                inner.per_certificate.retain_recent();
-                inner.per_peer.retain_recent();
-                inner.per_certificate.shrink_to_fit();
-                inner.per_peer.shrink_to_fit();
+                inner.limits.forget_idle();
             }
         });
         Self(inner)
@@ -325,13 +432,11 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-fn too_many(wait: Duration) -> Response {
+/// 429, with the whole seconds until `not_until` in `Retry-After`.
+fn too_many(not_until: NotUntil<<DefaultClock as Clock>::Instant>, description: &str) -> Response {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut response = oauth_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "slow_down",
-        "too many token requests; retry later",
-    );
+    let mut response = oauth_error(StatusCode::TOO_MANY_REQUESTS, "slow_down", description);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
@@ -346,30 +451,27 @@ async fn token(
     body: Bytes,
 ) -> Response {
     let inner = &service.0;
-    let now = DefaultClock::default().now();
+    let limits = &inner.limits;
+    const TOO_MANY: &str = "too many token requests; retry later";
 
-    // Before anything is parsed: per peer address, except the trusted proxies.
+    // Before anything is parsed: per address group, except for the trusted proxies
+    // (`None`), whose address is every client's. See `Limits`.
     let peer = connection.remote_addr().ip().to_canonical();
-    if !inner
+    let trusted = inner
         .settings
         .trusted_proxies
         .iter()
-        .any(|net| net.contains(&peer))
-        && let Err(not_until) = inner.per_peer.check_key(&peer)
+        .any(|net| net.contains(&peer));
+    let group = (!trusted).then(|| AddressGroup::of(peer));
+    if let Some(group) = group
+        && let Err(not_until) = limits.per_group.check_key(&group)
     {
-        return too_many(not_until.wait_time_from(now));
+        return too_many(not_until, TOO_MANY);
     }
     let client = match client {
         Ok(client) => client,
         Err(error) => return no_store(error.into_response()),
     };
-    if let Some(certificate) = client.certificate()
-        && let Err(not_until) = inner
-            .per_certificate
-            .check_key(certificate.thumbprint_bytes())
-    {
-        return too_many(not_until.wait_time_from(now));
-    }
 
     let form = headers
         .get(header::CONTENT_TYPE)
@@ -409,8 +511,15 @@ async fn token(
     };
     let client = match client.authenticate(client_id) {
         Ok(client) => client,
-        Err(error) => return no_store(error.into_response()),
+        Err(error) => return limits.failed(group, error),
     };
+    // Only now, so that only certificates that authenticated get a bucket.
+    if let Err(not_until) = limits
+        .per_certificate
+        .check_key(client.certificate().thumbprint_bytes())
+    {
+        return too_many(not_until, TOO_MANY);
+    }
     match params.get("grant_type").map(String::as_str) {
         None | Some("") => {
             return oauth_error(

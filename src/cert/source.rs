@@ -28,9 +28,9 @@ pub trait ClientCertificateSource: Send + Sync + 'static {
 /// The certificate the client presented in this connection's TLS handshake, read from
 /// the request's `ConnectInfo<ConnectionInfo>`. The default source.
 ///
-/// [`TlsListener`](crate::tls::TlsListener) with
-/// `into_make_service_with_connect_info::<ConnectionInfo>()` puts it there; another TLS
-/// server inserts `ConnectInfo(ConnectionInfo::new(..))` into each request itself.
+/// [`Server`](crate::serve::Server) puts it there (or `axum::serve` with
+/// `into_make_service_with_connect_info::<ConnectionInfo>()`); another TLS server
+/// inserts `ConnectInfo(ConnectionInfo::new(..))` into each request itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConnectionCertificate;
 
@@ -45,6 +45,7 @@ impl ClientCertificateSource for ConnectionCertificate {
             None => {
                 tracing::debug!(
                     "no ConnectInfo<ConnectionInfo> on the request: serve with \
+                     mtls_bound_token::serve::Server, or axum::serve with \
                      into_make_service_with_connect_info::<ConnectionInfo>()"
                 );
                 Ok(None)

@@ -1,5 +1,6 @@
-//! [`TlsListener`]: TCP accept, concurrent bounded handshakes, finished connections
-//! handed to `axum::serve`.
+//! [`TlsListener`]: TCP accept, concurrent bounded handshakes (per address and in
+//! total, the oldest shed when all slots are taken), finished connections handed to the
+//! server.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,15 +23,18 @@ use crate::ConnectionInfo;
 use crate::address::{AddressGroup, Occupancy};
 use crate::cert::PeerCertificate;
 
-/// Finished handshakes waiting for `axum::serve` to take them.
+/// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 
 /// An [`axum::serve::Listener`] that yields connections whose TLS handshake is done.
 ///
 /// A background task accepts TCP connections and spawns one handshake task each, so a
-/// client that never sends its ClientHello delays nobody else; each handshake has a
-/// timeout and the number in flight is bounded. The client certificate is parsed once,
-/// when the handshake ends. Dropping the listener stops accepting.
+/// client that never sends its ClientHello delays nobody else. Each handshake has a
+/// timeout; the handshakes in flight from one address are capped (a connection beyond
+/// the cap is closed at once), and so are all of them, by shedding the oldest when a new
+/// one needs a slot: accepting never stops, and no new client waits for a stalled one to
+/// time out. The client certificate is parsed once, when the handshake ends. Dropping
+/// the listener stops accepting.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsConnection, SocketAddr)>,
     local_addr: SocketAddr,

@@ -3,13 +3,16 @@
 //!
 //! [`TlsServerConfig`] is checked at start-up; [`TlsListener`] is an
 //! [`axum::serve::Listener`] that runs handshakes concurrently, off the accept loop, each
-//! with a timeout, and parses the client certificate once per connection. Serve with
-//! `into_make_service_with_connect_info::<ConnectionInfo>()` and every request carries
-//! `ConnectInfo<ConnectionInfo>`, which the layer reads.
+//! with a timeout, a cap per address (64; an IPv6 /64 counts as one) and in total (1024:
+//! when all slots are taken, the oldest handshake is shed), and parses the client
+//! certificate once per connection. Serve it with [`Server`](crate::serve::Server) and
+//! every request carries `ConnectInfo<ConnectionInfo>`, which the layer reads. (With
+//! `axum::serve` and `into_make_service_with_connect_info::<ConnectionInfo>()` it works
+//! too, but without the server's timeouts and connection limits.)
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use mtls_bound_token::ConnectionInfo;
+//! use mtls_bound_token::serve::Server;
 //! use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +23,8 @@
 //!     .build()?;
 //! let listener = TlsListener::bind("127.0.0.1:8443", tls).await?;
 //! let app = Router::new().route("/", get(|| async { "hello" }));
-//! axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>())
+//! Server::default()
+//!     .serve(listener, app)
 //!     .with_graceful_shutdown(shutdown_signal())
 //!     .await?;
 //! # Ok(()) }

@@ -90,7 +90,7 @@ impl JwtVerifier {
                 "the token's typ is not at+jwt (RFC 9068)",
             ));
         }
-        if header.crit.is_some() {
+        if header.crit.is_some() || has_crit_member(token) {
             return Err(AuthError::invalid_token(
                 "the token has critical header parameters this server does not understand",
             ));
@@ -121,6 +121,24 @@ impl JwtVerifier {
             .map_err(|e| AuthError::invalid_token(describe(e.kind())))?;
         TokenClaims::from_claims(data.claims)
     }
+}
+
+/// Whether the JOSE header has a `crit` member at all: `"crit": null` reads as no `crit`
+/// in jsonwebtoken's `Header`, yet RFC 7515 §4.1.11 allows it only as a non-empty array,
+/// so any `crit` is refused.
+fn has_crit_member(token: &str) -> bool {
+    use base64::Engine;
+    let Some(segment) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment) else {
+        // decode_header already accepted it; whatever jsonwebtoken read is what counts.
+        return false;
+    };
+    // Only a header that mentions "crit" somewhere is parsed a second time.
+    json.windows(4).any(|w| w == b"crit")
+        && serde_json::from_slice::<Map<String, Value>>(&json)
+            .is_ok_and(|header| header.contains_key("crit"))
 }
 
 fn describe(kind: &ErrorKind) -> &'static str {

@@ -1,0 +1,376 @@
+//! The example server's limits as a black box: what one client may hold of it. Slow
+//! headers are cut off, idle connections closed, stalled handshakes from one address or
+//! from many never keep another client out, connections per address are capped, and
+//! oversized headers never get a 5xx. Clients come from several loopback addresses
+//! (127.0.0.2, ...), which Linux routes like 127.0.0.1.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::process::*;
+use common::*;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, timeout};
+
+struct Files {
+    _dir: TempDir,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    ca: PathBuf,
+    jwks: PathBuf,
+}
+
+fn files(world: &World) -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    Files {
+        server_cert: write(p, "server.pem", &world.server.chain_pem),
+        server_key: write(p, "server.key", &world.server.key_pem),
+        ca: write(p, "ca.pem", &world.ca.cert_pem),
+        jwks: write(p, "jwks.json", &world.jwks()),
+        _dir: dir,
+    }
+}
+
+/// The example over plain HTTP with `extra` options.
+fn start_http(f: &Files, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--jwks",
+        s(&f.jwks),
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+    ];
+    args.extend_from_slice(extra);
+    start(&example_binary("resource_server"), &args)
+}
+
+/// The example over mTLS (client CA required) with `extra` options.
+fn start_tls(f: &Files, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--tls-cert",
+        s(&f.server_cert),
+        "--tls-key",
+        s(&f.server_key),
+        "--client-ca",
+        s(&f.ca),
+    ];
+    args.extend_from_slice(extra);
+    start_http(f, &args)
+}
+
+/// A TCP connection to `server` from the loopback address `from`.
+async fn connect_from(from: &str, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse::<IpAddr>().unwrap(), 0))
+        .unwrap();
+    timeout(Duration::from_secs(5), socket.connect(server))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// Sends one `GET /healthz` on a kept-alive HTTP/1.1 connection; its status, or `None`
+/// when the connection is closed instead.
+async fn healthz(stream: &mut TcpStream) -> Option<u16> {
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    read_response(stream).await
+}
+
+async fn read_response(stream: &mut TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    // /healthz answers "ok": the head and a 2-byte body.
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.ends_with(b"ok")
+                        || buf.starts_with(b"HTTP/1.1 4")
+                        || buf.starts_with(b"HTTP/1.1 5")
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer or a close within 5 s");
+    if !read {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+}
+
+/// Waits (at most `within`) for the server to close `stream`; how long it took.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut chunk = [0u8; 1024];
+    timeout(within, async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| start.elapsed())
+}
+
+#[tokio::test]
+async fn dripped_headers_are_cut_off_at_the_header_read_timeout() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_http(&f, &["--header-read-timeout", "1"]);
+    let mut stream = connect_from("127.0.0.1", server.addr).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    // One header line every 300 ms: never complete, always moving.
+    let drip = async {
+        for i in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if stream
+                .write_all(format!("X-Drip-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return Some(i);
+            }
+            let mut probe = [0u8; 64];
+            if let Ok(Ok(0)) = timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
+                return Some(i);
+            }
+        }
+        None
+    };
+    let cut_after = drip.await;
+    let lines = cut_after.expect("the connection is closed before 6 s of dripping");
+    assert!(
+        lines <= 8,
+        "closed only after {lines} lines (~{} ms)",
+        lines * 300
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_close_and_active_ones_keep_working() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_http(&f, &["--idle-timeout", "2"]);
+    let mut idle = connect_from("127.0.0.1", server.addr).await;
+    let mut active = connect_from("127.0.0.1", server.addr).await;
+    assert_eq!(healthz(&mut idle).await, Some(200));
+    assert_eq!(healthz(&mut active).await, Some(200));
+
+    let active_side = async {
+        // A request every 500 ms for 4 s: never idle for 2 s.
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                healthz(&mut active).await,
+                Some(200),
+                "the active connection"
+            );
+        }
+    };
+    let idle_side = closed_within(&mut idle, Duration::from_secs(6));
+    let ((), closed) = tokio::join!(active_side, idle_side);
+    let after = closed.expect("the idle connection is closed");
+    assert!(
+        after >= Duration::from_millis(1500),
+        "closed too early: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fifth_connection_from_one_address_waits_for_one_of_four_to_close() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_http(&f, &["--max-connections-per-ip", "4"]);
+    let mut four = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect_from("127.0.0.1", server.addr).await;
+        assert_eq!(healthz(&mut stream).await, Some(200));
+        four.push(stream);
+    }
+    let mut fifth = connect_from("127.0.0.1", server.addr).await;
+    assert_eq!(healthz(&mut fifth).await, None, "the fifth is not served");
+
+    let mut other = connect_from("127.0.0.2", server.addr).await;
+    assert_eq!(healthz(&mut other).await, Some(200), "another address is");
+
+    drop(four.pop());
+    // The server notices the close when it reads EOF; give it a moment, bounded.
+    let mut served = None;
+    for _ in 0..50 {
+        let mut again = connect_from("127.0.0.1", server.addr).await;
+        served = healthz(&mut again).await;
+        if served.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        served,
+        Some(200),
+        "served again once one of the four closed"
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_headers_of_a_kilobyte_get_431_or_a_close() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_http(&f, &[]);
+    let mut stream = connect_from("127.0.0.1", server.addr).await;
+    let mut request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    let value = "v".repeat(1024);
+    for i in 0..200 {
+        request.extend_from_slice(format!("X-Big-{i}: {value}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    // The server may close while this is still being written.
+    let _ = stream.write_all(&request).await;
+    match read_response(&mut stream).await {
+        None => {}
+        Some(status) => assert_eq!(status, 431),
+    }
+}
+
+/// Opens `n` TLS-port sockets from `from` that never send a byte.
+async fn silent(from: &str, server: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut sockets = Vec::new();
+    for _ in 0..n {
+        sockets.push(connect_from(from, server).await);
+    }
+    sockets
+}
+
+/// A full mTLS request as client A; fails the test if it takes longer than `within`.
+async fn served_within(world: &World, server: SocketAddr, within: Duration) {
+    // `try_call` wants a `TestServer`; this one stands for the server process.
+    let test_server = TestServer::new(server, tokio::spawn(async {}));
+    let attempt = try_call(
+        &test_server,
+        &world.ca,
+        leaf_identity(&world.a),
+        "/healthz",
+        "unused",
+    );
+    let answer = timeout(within, attempt)
+        .await
+        .unwrap_or_else(|_| panic!("a new client had to wait more than {within:?}"))
+        .expect("served");
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn silent_sockets_beyond_an_addresss_handshake_cap_delay_nobody() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_tls(
+        &f,
+        &["--max-handshakes-per-ip", "4", "--handshake-timeout", "10"],
+    );
+    let mut sockets = silent("127.0.0.2", server.addr, 12).await;
+    // Those beyond the cap are closed at once.
+    let mut closed = 0;
+    for socket in sockets.iter_mut().skip(4) {
+        if closed_within(socket, Duration::from_secs(2))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 8, "the 8 beyond the cap of 4 are closed");
+    served_within(&world, server.addr, Duration::from_secs(3)).await;
+}
+
+#[tokio::test]
+async fn more_stalled_handshakes_than_slots_never_make_a_new_client_wait() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_tls(
+        &f,
+        &[
+            "--max-handshakes",
+            "8",
+            "--max-handshakes-per-ip",
+            "2",
+            "--handshake-timeout",
+            "10",
+        ],
+    );
+    // 16 stalled handshakes from 8 addresses: twice the slots.
+    let mut sockets = Vec::new();
+    for i in 2..10 {
+        sockets.extend(silent(&format!("127.0.0.{i}"), server.addr, 2).await);
+    }
+    // Without shedding, a new client would wait for the 10 s handshake timeout.
+    served_within(&world, server.addr, Duration::from_secs(3)).await;
+    served_within(&world, server.addr, Duration::from_secs(3)).await;
+}
+
+#[tokio::test]
+async fn at_the_defaults_fifty_idle_sockets_and_a_client_from_the_same_address_work() {
+    let world = World::new();
+    let f = files(&world);
+    let server = start_tls(&f, &[]);
+    let _sockets = silent("127.0.0.1", server.addr, 50).await;
+    served_within(&world, server.addr, Duration::from_secs(3)).await;
+}
+
+#[test]
+fn limits_must_be_whole_positive_numbers() {
+    let world = World::new();
+    let f = files(&world);
+    for (option, value) in [
+        ("--idle-timeout", "0"),
+        ("--header-read-timeout", "1.5"),
+        ("--max-connections", "0"),
+        ("--max-handshakes-per-ip", "-1"),
+        ("--handshake-timeout", "x"),
+    ] {
+        let output = run_to_end(
+            &example_binary("resource_server"),
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--jwks",
+                s(&f.jwks),
+                "--issuer",
+                ISSUER,
+                "--audience",
+                AUDIENCE,
+                &format!("{option}={value}"),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(2), "{option} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(option), "{option} {value}: {stderr}");
+    }
+}
