@@ -2,11 +2,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::ConnectInfo;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{Extensions, HeaderMap, HeaderName};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
@@ -48,6 +49,12 @@ impl quick_cache::Weighter<String, Arc<PeerCertificate>> for CacheWeight {
 ///   handshake certificate is used, if any. Direct clients and proxied ones can share a
 ///   listener.
 /// - A header that appears twice, is too large, or cannot be read answers 400.
+///   RFC 9440's `Client-Cert-Chain` is the exception: a list, it may come on several
+///   field lines, read as one list in their order (RFC 9110 §5.3), all of them together
+///   within [`max_header_len`](ProxyCertificateBuilder::max_header_len).
+/// - A forwarded certificate outside its validity period answers 401 `invalid_token`,
+///   on every request, cached or not; see
+///   [`allow_expired_certificates`](ProxyCertificateBuilder::allow_expired_certificates).
 ///
 /// ```
 /// use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
@@ -66,6 +73,7 @@ pub struct ProxyCertificate {
     header: HeaderName,
     companion: Option<HeaderName>,
     max_len: usize,
+    allow_expired: bool,
     cache: Option<CertificateCache>,
 }
 
@@ -75,6 +83,7 @@ impl std::fmt::Debug for ProxyCertificate {
             .field("proxies", &self.proxies)
             .field("format", &self.format)
             .field("header", &self.header)
+            .field("allow_expired_certificates", &self.allow_expired)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +97,7 @@ pub struct ProxyCertificateBuilder {
     format: HeaderFormat,
     header: Option<String>,
     max_len: usize,
+    allow_expired: bool,
     cache_capacity: usize,
 }
 
@@ -101,6 +111,7 @@ impl ProxyCertificate {
             format,
             header: None,
             max_len: DEFAULT_MAX_HEADER_LEN,
+            allow_expired: false,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
@@ -135,42 +146,70 @@ impl ProxyCertificate {
         let Some(value) = self.single(headers, &self.header)? else {
             return Ok(None);
         };
-        let companion = match &self.companion {
-            Some(name) => self.single(headers, name)?,
-            None => None,
-        };
         if value.trim().is_empty() {
             return Err(AuthError::invalid_request(
                 "the client certificate header is empty",
             ));
         }
-
-        // Header values cannot contain '\n', so it separates the two unambiguously.
-        let joined;
-        let key = match companion {
-            Some(companion) => {
-                joined = format!("{value}\n{companion}");
-                joined.as_str()
+        let with_companion = match &self.companion {
+            Some(name) => self.with_companion(headers, name, value)?,
+            None => None,
+        };
+        // The cache key is the value alone, or the value, '\n' (which no header value
+        // holds, so the two cannot run into each other) and the companion's lines.
+        let (key, companion) = match &with_companion {
+            Some(joined) => (joined.as_str(), Some(&joined[value.len() + 1..])),
+            None => (value, None),
+        };
+        let certificate = match self.cache.as_ref().and_then(|c| c.get(key)) {
+            Some(cached) => cached,
+            None => {
+                let certificate = match self.format.parse(value, companion) {
+                    Ok(Forwarded::Chain(chain)) => {
+                        PeerCertificate::from_chain(chain).map_err(|_| {
+                            AuthError::invalid_request(
+                                "the client certificate header holds no valid certificate",
+                            )
+                        })?
+                    }
+                    Ok(Forwarded::Certificate(certificate)) => *certificate,
+                    Err(description) => return Err(AuthError::invalid_request(description)),
+                };
+                let certificate = Arc::new(certificate);
+                if let Some(cache) = &self.cache {
+                    cache.insert(key.to_owned(), Arc::clone(&certificate));
+                }
+                certificate
             }
-            None => value,
         };
-        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(key)) {
-            return Ok(Some(cached));
-        }
-        let certificate = match self.format.parse(value, companion) {
-            Ok(Forwarded::Chain(chain)) => PeerCertificate::from_chain(chain).map_err(|_| {
-                AuthError::invalid_request(
-                    "the client certificate header holds no valid certificate",
-                )
-            })?,
-            Ok(Forwarded::Certificate(certificate)) => *certificate,
-            Err(description) => return Err(AuthError::invalid_request(description)),
-        };
-        let certificate = Arc::new(certificate);
-        if let Some(cache) = &self.cache {
-            cache.insert(key.to_owned(), Arc::clone(&certificate));
-        }
+        // After the cache, not before it: an entry outlives the validity it was read in.
+        self.check_validity(&certificate)?;
         Ok(Some(certificate))
+    }
+
+    /// The certificate must be within its validity period now, unless allowed otherwise.
+    fn check_validity(&self, certificate: &PeerCertificate) -> Result<(), AuthError> {
+        // A certificate attested by its hash alone (an XFCC `Hash` without `Cert`)
+        // carries no validity period to check.
+        if self.allow_expired || certificate.der().is_none() {
+            return Ok(());
+        }
+        // The proxy checked the validity at its handshake; this check covers a proxy that
+        // does not (AWS ALB passthrough, `optional_no_ca`), a connection that outlives
+        // the certificate, and a header replayed later. An expired certificate is a
+        // credential that no longer counts, like a token past `exp`: 401, not 400.
+        let now = SystemTime::now();
+        if now > certificate.not_after() {
+            Err(AuthError::invalid_token(
+                "the client certificate the proxy forwarded has expired",
+            ))
+        } else if now < certificate.not_before() {
+            Err(AuthError::invalid_token(
+                "the client certificate the proxy forwarded is not valid yet",
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// The one value of `name`, bounded and ASCII.
@@ -189,15 +228,49 @@ impl ProxyCertificate {
             ));
         }
         if value.len() > self.max_len {
-            return Err(AuthError::invalid_request(
-                "the client certificate header is too large",
-            ));
+            return Err(too_large());
         }
-        value
-            .to_str()
-            .map(Some)
-            .map_err(|_| AuthError::invalid_request("the client certificate header is not ASCII"))
+        ascii(value).map(Some)
     }
+
+    /// `value`, a `'\n'`, then every field line of `name` in order, joined by `", "`
+    /// into one list (RFC 9110 §5.3), or `None` when there is none. The lines together,
+    /// with their separators, are bounded like a single header.
+    fn with_companion(
+        &self,
+        headers: &HeaderMap,
+        name: &HeaderName,
+        value: &str,
+    ) -> Result<Option<String>, AuthError> {
+        let mut lines = headers.get_all(name).iter().peekable();
+        let Some(first) = lines.peek() else {
+            return Ok(None);
+        };
+        let mut joined = String::with_capacity(value.len() + 1 + first.len());
+        joined.push_str(value);
+        joined.push('\n');
+        let start = joined.len();
+        for (i, line) in lines.enumerate() {
+            if i > 0 {
+                joined.push_str(", ");
+            }
+            if joined.len() - start + line.len() > self.max_len {
+                return Err(too_large());
+            }
+            joined.push_str(ascii(line)?);
+        }
+        Ok(Some(joined))
+    }
+}
+
+fn too_large() -> AuthError {
+    AuthError::invalid_request("the client certificate header is too large")
+}
+
+fn ascii(value: &HeaderValue) -> Result<&str, AuthError> {
+    value
+        .to_str()
+        .map_err(|_| AuthError::invalid_request("the client certificate header is not ASCII"))
 }
 
 impl ClientCertificateSource for ProxyCertificate {
@@ -300,6 +373,21 @@ impl ProxyCertificateBuilder {
         self
     }
 
+    /// Accepts forwarded certificates outside their validity period (expired, or not
+    /// valid yet). By default such a certificate answers 401 `invalid_token`, checked
+    /// against the clock on every request, the cached ones included.
+    ///
+    /// **Weakens** the binding: a certificate that its owner, its CA and TLS itself no
+    /// longer honour still binds tokens, e.g. behind a proxy that does not check validity
+    /// (AWS ALB passthrough, nginx `optional_no_ca`), on a proxy connection that lasts
+    /// past the end of the client's certificate, or for a header replayed later. For
+    /// clocks that disagree, fix the clocks rather than this. An Envoy element with
+    /// `Hash` alone carries no validity and is never checked: have Envoy send `Cert`.
+    pub fn allow_expired_certificates(mut self) -> Self {
+        self.allow_expired = true;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -339,6 +427,7 @@ impl ProxyCertificateBuilder {
             companion: self.format.companion_header(),
             header,
             max_len: self.max_len,
+            allow_expired: self.allow_expired,
             cache: (self.cache_capacity > 0).then(|| {
                 let bytes = self.cache_capacity as u64 * CACHE_BYTES_PER_ENTRY;
                 quick_cache::sync::Cache::with_weighter(self.cache_capacity, bytes, CacheWeight)

@@ -40,10 +40,12 @@ pub(crate) type FormatError = &'static str;
 pub enum HeaderFormat {
     /// nginx `$ssl_client_escaped_cert`: percent-encoded PEM.
     Nginx,
-    /// Envoy / Istio `x-forwarded-client-cert`: the last element's `Cert` (percent-encoded
-    /// PEM) and/or `Hash` (hex SHA-256 of the DER).
+    /// Envoy / Istio `x-forwarded-client-cert`: the last element's (the hop nearest to
+    /// the service) `Cert` or `Chain` (percent-encoded PEM) and/or `Hash` (hex SHA-256 of
+    /// the DER). A header whose elements could split more than one way is refused.
     Xfcc,
-    /// RFC 9440 `Client-Cert: :base64-DER:` and `Client-Cert-Chain`.
+    /// RFC 9440 `Client-Cert: :base64-DER:` (exactly once) and `Client-Cert-Chain` (a
+    /// list, on one field line or several).
     Rfc9440,
     /// Traefik `passTLSClientCert` with `pem: true`: base64 DER, comma-separated chain,
     /// bare (Traefik 3) or percent-escaped (Traefik 2 up to 2.9.3).
@@ -97,7 +99,8 @@ impl HeaderFormat {
         })
     }
 
-    /// A second header read with the first: RFC 9440's `Client-Cert-Chain`.
+    /// A second header read with the first: RFC 9440's `Client-Cert-Chain`, whose field
+    /// lines are joined into one list.
     pub(crate) fn companion_header(self) -> Option<HeaderName> {
         match self {
             Self::Rfc9440 => Some(HeaderName::from_static("client-cert-chain")),
@@ -105,7 +108,8 @@ impl HeaderFormat {
         }
     }
 
-    /// Reads the certificate from the header's value (and the companion header's).
+    /// Reads the certificate from the header's value (and the companion header's lines,
+    /// joined).
     pub(crate) fn parse(
         self,
         value: &str,

@@ -1,5 +1,7 @@
 //! RFC 9440: `Client-Cert` is a structured-field byte sequence `:base64-DER:` (RFC 8941
-//! §3.3.5); `Client-Cert-Chain` a list of them, issuers of the leaf.
+//! §3.3.5); `Client-Cert-Chain` a list of them, issuers of the leaf. The chain may come
+//! on several field lines (§2.3); the caller joins them in order into one list, as RFC
+//! 9110 §5.3 combines field lines, before it reaches [`parse`].
 
 use sfv::{BareItem, Item, List, ListEntry, Parser};
 
