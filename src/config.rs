@@ -57,6 +57,17 @@ pub enum ConfigError {
     /// Not a valid HTTP header name.
     #[error("{0:?} is not a valid HTTP header name")]
     InvalidHeaderName(String),
+    /// A trusted proxy subject that is empty or not an RFC 4514 name.
+    #[error(
+        "trusted proxy subject {subject:?}: {problem}; give the proxy certificate's subject in \
+         RFC 4514 form, e.g. \"CN=edge-proxy,O=Example\""
+    )]
+    InvalidProxySubject {
+        /// The subject as given.
+        subject: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Not an `x5t#S256` thumbprint.
     #[error("{0:?} is not an x5t#S256 thumbprint (base64url of a SHA-256, no padding)")]
     InvalidThumbprint(String),

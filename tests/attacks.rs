@@ -435,7 +435,7 @@ async fn trust_by_subject_is_not_trust_in_every_client_of_the_ca() {
     let world = World::new();
     let proxy = world.ca.client(&Subject::cn("edge-proxy"));
     let source = ProxyCertificate::builder(HeaderFormat::Caddy)
-        .trusted_proxy_subject("CN=edge-proxy")
+        .trusted_proxy_subject("cn=edge-proxy") // compared as a name, not a string
         .build()
         .unwrap();
     let server = serve_tls(app(layer_with(&world, source)), world.tls()).await;
@@ -514,11 +514,24 @@ fn empty_subject_client() -> (Leaf, String) {
 #[tokio::test]
 async fn an_empty_subject_names_no_proxy() {
     // A trusted subject read from an unset setting is "", and so is the subject of
-    // every SAN-only client certificate: "" must match nobody.
+    // every SAN-only client certificate: "" is refused at start-up, and a client
+    // without a subject is no proxy.
+    let err = ProxyCertificate::builder(HeaderFormat::Caddy)
+        .trusted_proxy_subject("")
+        .build()
+        .expect_err("an empty subject names no proxy")
+        .to_string();
+    assert!(err.contains("empty"), "{err}");
+    let err = ProxyCertificate::builder(HeaderFormat::Caddy)
+        .trusted_proxy_subject("/CN=edge-proxy")
+        .build()
+        .expect_err("not RFC 4514")
+        .to_string();
+    assert!(err.contains("RFC 4514"), "{err}");
     let world = World::new();
     let (workload, workload_ca) = empty_subject_client();
     let source = ProxyCertificate::builder(HeaderFormat::Caddy)
-        .trusted_proxy_subject("")
+        .trusted_proxy_subject("CN=edge-proxy")
         .build()
         .unwrap();
     let tls = world

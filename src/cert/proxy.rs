@@ -12,7 +12,9 @@ use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
 use super::formats::Forwarded;
-use super::{ClientCertificateSource, HeaderFormat, PeerCertificate, TrustedNetwork};
+use super::{
+    ClientCertificateSource, DistinguishedName, HeaderFormat, PeerCertificate, TrustedNetwork,
+};
 use crate::{AuthError, ConfigError, ConnectionInfo};
 
 /// The default bound on a certificate header's size.
@@ -68,7 +70,7 @@ impl quick_cache::Weighter<String, Arc<PeerCertificate>> for CacheWeight {
 pub struct ProxyCertificate {
     proxies: Vec<IpNet>,
     proxy_thumbprints: Vec<[u8; 32]>,
-    proxy_subjects: Vec<String>,
+    proxy_subjects: Vec<DistinguishedName>,
     format: HeaderFormat,
     header: HeaderName,
     companion: Option<HeaderName>,
@@ -134,8 +136,7 @@ impl ProxyCertificate {
         // certificate can carry any subject.
         bool::from(by_thumbprint)
             || (connection.client_certificate_validated()
-                && !cert.subject().is_empty()
-                && self.proxy_subjects.iter().any(|s| s == cert.subject()))
+                && self.proxy_subjects.iter().any(|s| s == cert.subject_name()))
     }
 
     /// The certificate in the headers of a request from a trusted proxy.
@@ -346,9 +347,11 @@ impl ProxyCertificateBuilder {
     }
 
     /// Trusts requests on connections whose mTLS client certificate has this subject
-    /// (RFC 4514) and a chain validated against the TLS layer's CA; a self-signed or
-    /// unvalidated certificate with that subject is not trusted. Use a CA that issues
-    /// nothing else under that name, or pin the thumbprint instead.
+    /// (RFC 4514, compared as a name: `cn=edge-proxy, o=Example` is
+    /// `CN=edge-proxy,O=Example`) and a chain validated against the TLS layer's CA; a
+    /// self-signed or unvalidated certificate with that subject is not trusted. Use a CA
+    /// that issues nothing else under that name, or pin the thumbprint instead. An empty
+    /// or unparseable subject is refused by [`build`](Self::build).
     pub fn trusted_proxy_subject(mut self, subject: impl Into<String>) -> Self {
         self.proxy_subjects.push(subject.into());
         self
@@ -403,6 +406,23 @@ impl ProxyCertificateBuilder {
         if self.max_len == 0 {
             return Err(ConfigError::Zero("max_header_len"));
         }
+        let proxy_subjects = self
+            .proxy_subjects
+            .iter()
+            .map(|subject| {
+                let refuse = |problem: String| ConfigError::InvalidProxySubject {
+                    subject: subject.clone(),
+                    problem,
+                };
+                let name = subject
+                    .parse::<DistinguishedName>()
+                    .map_err(|e| refuse(e.to_string()))?;
+                if name.is_empty() {
+                    return Err(refuse("it is empty, and would name no proxy".into()));
+                }
+                Ok(name)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let header = match self.header {
             Some(name) => HeaderName::try_from(name.as_str())
                 .map_err(|_| ConfigError::InvalidHeaderName(name))?,
@@ -422,7 +442,7 @@ impl ProxyCertificateBuilder {
         Ok(ProxyCertificate {
             proxies: self.proxies,
             proxy_thumbprints,
-            proxy_subjects: self.proxy_subjects,
+            proxy_subjects,
             format: self.format,
             companion: self.format.companion_header(),
             header,
