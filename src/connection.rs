@@ -84,3 +84,35 @@ impl Connected<IncomingStream<'_, TcpListener>> for ConnectionInfo {
         Self::new(*stream.remote_addr(), None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate() -> Arc<PeerCertificate> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        Arc::new(PeerCertificate::from_der(cert.der()).unwrap())
+    }
+
+    #[test]
+    fn only_the_server_that_validated_a_chain_says_so() {
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(!ConnectionInfo::new(peer, Some(certificate())).client_certificate_validated());
+        assert!(
+            !ConnectionInfo::with_unvalidated_certificate(peer, Some(certificate()))
+                .client_certificate_validated()
+        );
+        assert!(
+            ConnectionInfo::with_validated_certificate(peer, Some(certificate()))
+                .client_certificate_validated()
+        );
+        // Nothing is validated where there is no certificate.
+        assert!(
+            !ConnectionInfo::with_validated_certificate(peer, None).client_certificate_validated()
+        );
+    }
+}

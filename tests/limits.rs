@@ -374,3 +374,73 @@ fn limits_must_be_whole_positive_numbers() {
         assert!(stderr.contains(option), "{option} {value}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn the_token_service_has_the_same_limits() {
+    let world = World::new();
+    let f = files(&world);
+    let dir = tempfile::tempdir().unwrap();
+    let client = common::pki::Leaf::self_signed(&common::pki::Subject::cn("client-s"));
+    write(
+        dir.path(),
+        "s.jwks.json",
+        &common::pki::x5c_jwks(&[&client]),
+    );
+    let clients = write(
+        dir.path(),
+        "clients.toml",
+        "[[client]]\nclient_id = \"client-s\"\nauth = \"self_signed_tls_client_auth\"\n\
+         jwks = \"s.jwks.json\"\nscopes = [\"read\"]\n",
+    );
+    let service = start(
+        &example_binary("token_service"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            "https://localhost",
+            "--audience",
+            AUDIENCE,
+            "--tls-cert",
+            s(&f.server_cert),
+            "--tls-key",
+            s(&f.server_key),
+            "--clients",
+            s(&clients),
+            "--max-handshakes-per-ip",
+            "2",
+            "--handshake-timeout",
+            "10",
+        ],
+    );
+    let mut sockets = silent("127.0.0.2", service.addr, 4).await;
+    let mut closed = 0;
+    for socket in sockets.iter_mut() {
+        if closed_within(socket, Duration::from_secs(2))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 2, "the two beyond the cap of 2 are closed at once");
+
+    let output = run_to_end(
+        &example_binary("token_service"),
+        &[
+            "--issuer",
+            "https://localhost",
+            "--audience",
+            AUDIENCE,
+            "--tls-cert",
+            s(&f.server_cert),
+            "--tls-key",
+            s(&f.server_key),
+            "--clients",
+            s(&clients),
+            "--idle-timeout=0",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--idle-timeout"));
+}
