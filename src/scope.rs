@@ -180,3 +180,44 @@ impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for WithScope<S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::task::{Context, Poll};
+
+    use axum::body::Body;
+    use axum::response::Response;
+    use http::Request;
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    use super::RequireScopeLayer;
+
+    /// A service that is not ready yet.
+    struct Busy;
+
+    impl Service<Request<Body>> for Busy {
+        type Response = Response;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Pending
+        }
+
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Body::empty())))
+        }
+    }
+
+    #[test]
+    fn readiness_is_the_inner_services() {
+        // Backpressure must pass through: claiming readiness the inner service does not
+        // have would make callers call a service that is not ready.
+        let mut service = RequireScopeLayer::new("admin").layer(Busy);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(service.poll_ready(&mut cx).is_pending());
+    }
+}

@@ -1068,3 +1068,48 @@ async fn a_planted_identity_is_gone_before_authorization_starts() {
         "the certificate source saw an identity the layer did not make"
     );
 }
+
+#[tokio::test]
+async fn a_binding_only_listener_requires_a_certificate_unless_told_otherwise() {
+    // accept_any_client_certificate() drops chain validation, not the certificate: a
+    // client without one fails the handshake; only allow_anonymous_clients() lets it in
+    // (and then its bound token still gets 401).
+    let world = World::new();
+    let required = serve_tls(app(world.layer()), any_certificate_tls(&world)).await;
+    let anonymous = serve_tls(
+        app(world.layer()),
+        TlsServerConfig::builder()
+            .certificate_chain_pem(world.server.chain_pem.clone())
+            .private_key_pem(world.server.key_pem.clone())
+            .accept_any_client_certificate()
+            .allow_anonymous_clients()
+            .build()
+            .unwrap(),
+    )
+    .await;
+    for version in [&TLS13, &TLS12] {
+        let outcome = attempt(
+            required.addr,
+            client(&world.ca, None, version),
+            &world.token_for_a("read"),
+        )
+        .await;
+        assert_alert(
+            &outcome,
+            AlertDescription::CertificateRequired,
+            version,
+            "binding only, no certificate",
+        );
+        let outcome = attempt(
+            anonymous.addr,
+            client(&world.ca, None, version),
+            &world.token_for_a("read"),
+        )
+        .await;
+        assert_answered(
+            &outcome,
+            StatusCode::UNAUTHORIZED,
+            "binding only with anonymous clients, no certificate",
+        );
+    }
+}

@@ -143,6 +143,42 @@ mod tests {
         assert!(load(cert.pem().as_bytes(), "pinned.pem").is_ok());
     }
 
+    /// `openssl x509 -req -CA ... ` without `-extfile`: an X.509 v1 certificate, here one
+    /// issued by another v1 CA, so neither self-signed nor marked as a CA.
+    const V1_ISSUED: &str = "-----BEGIN CERTIFICATE-----
+MIIBMzCB2QIUXtmyTN/1keFzNIA49yhLGIuxjRkwCgYIKoZIzj0EAwIwGTEXMBUG
+A1UEAwwOVHV0b3JpYWwgVjEgQ0EwIBcNMjYxMjAxMjEzMzE0WhgPMjEyNjExMDcy
+MTMzMTRaMB0xGzAZBgNVBAMMElR1dG9yaWFsIFYxIFN1YiBDQTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABLUeQOJ91+yEptPiGKeWTj+eS2UH6U3bOPE/3T2IV/vg
+aOQUZCdf3ptBkTmQqGvnhwBLCUa5Bq/VQGBvAToH/qcwCgYIKoZIzj0EAwIDSQAw
+RgIhAO3Y4KajDqHGMUAlUSmZ6eprE43dYlEpmfjXpVZravOSAiEApg20YVIAjx56
+19/qT31b+jGTlFYfNnIDt8DouX/3Y6Y=
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn a_v1_ca_is_kept_with_a_warning() {
+        // v1 cannot say CA:TRUE; rustls takes it as a trust anchor, so it is kept.
+        let bundle = load(V1_ISSUED.as_bytes(), "v1.pem").unwrap();
+        assert_eq!(bundle.info.subjects, ["CN=Tutorial V1 Sub CA"]);
+    }
+
+    #[test]
+    fn a_leaf_named_like_its_issuer_is_not_self_signed() {
+        // Subject == issuer, but signed by the CA's key, not its own: not a pinned
+        // self-signed client, so it is refused like any other leaf.
+        let (ca_cert, issuer) = ca();
+        let mut params = rcgen::CertificateParams::new(vec!["client-a.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Example CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = params.signed_by(&key, &issuer).unwrap();
+        let bundle = format!("{}{}", ca_cert.pem(), leaf.pem());
+        let err = load(bundle.as_bytes(), "ca.pem").unwrap_err();
+        assert!(err.contains("certificate 2") && err.contains("not a CA"), "{err}");
+    }
+
     #[test]
     fn what_is_not_a_certificate_is_refused() {
         let key = rcgen::KeyPair::generate().unwrap();
