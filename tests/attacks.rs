@@ -29,74 +29,18 @@ use mtls_bound_token::{
     PeerCertificate,
 };
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use rustls::client::ResolvesClientCert;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::sign::CertifiedKey;
+use rustls::pki_types::ServerName;
 use rustls::version::{TLS12, TLS13};
-use rustls::{AlertDescription, SignatureScheme, SupportedProtocolVersion};
+use rustls::{AlertDescription, SupportedProtocolVersion};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tower::ServiceExt;
 
-// ---------------------------------------------------------------------------------
-// A TLS client that can lie: it presents any chain and signs with any key.
-// ---------------------------------------------------------------------------------
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// `chain_pem` as the certificate, `key_pem` as the signing key, whether or not the two
-/// belong together. rustls' own `with_client_auth_cert` refuses a mismatched pair, which
-/// is exactly the pair the attacker needs.
-fn certified_key(chain_pem: &str, key_pem: &str) -> Arc<CertifiedKey> {
-    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("chain");
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
-    let key = provider()
-        .key_provider
-        .load_private_key(key)
-        .expect("signing key");
-    Arc::new(CertifiedKey::new(chain, key))
-}
-
-/// Always presents the same certified key.
-#[derive(Debug)]
-struct Presents(Arc<CertifiedKey>);
-
-impl ResolvesClientCert for Presents {
-    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.0))
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
-/// A client trusting `ca` for the server, speaking only `version`.
-fn client(
-    ca: &Ca,
-    identity: Option<Arc<CertifiedKey>>,
-    version: &'static SupportedProtocolVersion,
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca.cert_der.clone()))
-        .expect("root");
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[version])
-        .expect("version")
-        .with_root_certificates(roots);
-    Arc::new(match identity {
-        Some(key) => builder.with_client_cert_resolver(Arc::new(Presents(key))),
-        None => builder.with_no_client_auth(),
-    })
-}
+// A TLS client that can lie (it presents any chain and signs with any key) is
+// common::liar.
+use common::liar::{certified_key, client};
 
 fn version_name(version: &SupportedProtocolVersion) -> &'static str {
     if version.version == TLS12.version {

@@ -346,3 +346,38 @@ fn start_up_warns_of_server_certificates_clients_will_refuse() {
     world.tls();
     assert!(captured.warnings().is_empty(), "{}", captured.text());
 }
+
+#[tokio::test]
+async fn a_v1_certificate_is_explained_even_where_any_certificate_binds() {
+    // Made by tutorial commands: `openssl x509 -req ... -CA ...` without -extfile.
+    const V1_CERT: &str = include_str!("fixtures/v1-client.crt");
+    const V1_KEY: &str = include_str!("fixtures/v1-client.key");
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let tls = world
+        .tls_builder()
+        .accept_any_client_certificate()
+        .build()
+        .unwrap();
+    let server = serve_tls(app(world.layer()), tls).await;
+    // rustls' client refuses to present a v1 certificate; the lying client does not.
+    // TLS 1.2, so that the refusal ends the handshake itself.
+    let config = common::liar::client(
+        &world.ca,
+        Some(common::liar::certified_key(V1_CERT, V1_KEY)),
+        &rustls::version::TLS12,
+    );
+    let attempt = async {
+        let mut connection = Http1::open(server.addr, config).await.ok()?;
+        Some(connection.send(get_request("/healthz", &[])).await)
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), attempt)
+        .await
+        .expect("no hang");
+    assert!(
+        answer.is_none(),
+        "a v1 certificate fails the handshake: {answer:?}"
+    );
+    let line = line_with(&captured, "cause=\"x509_v1\"", None);
+    assert!(line.contains("subject=CN=tutorial-client"), "{line}");
+}

@@ -2,6 +2,7 @@
 //! and a real rustls client.
 #![allow(dead_code)]
 
+pub mod liar;
 pub mod pki;
 pub mod process;
 
