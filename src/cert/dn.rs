@@ -259,6 +259,14 @@ fn write_escaped(f: &mut impl Write, value: &str) -> fmt::Result {
             '#' if i == 0 => f.write_str("\\#")?,
             ' ' if i == 0 || i == last => f.write_str("\\ ")?,
             '\0' => f.write_str("\\00")?,
+            // Other whitespace at either end is written as hex, so that no reader
+            // (this one trims only spaces) can take it for insignificant space.
+            c if c.is_whitespace() && (i == 0 || i == last) => {
+                let mut utf8 = [0u8; 4];
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    write!(f, "\\{byte:02x}")?;
+                }
+            }
             c => f.write_char(c)?,
         }
     }
@@ -275,7 +283,9 @@ impl FromStr for DistinguishedName {
             return Err(DnParseError("longer than 4096 bytes"));
         }
         let mut rdns = Vec::new();
-        let mut rest = text.trim_start();
+        // RFC 4514 allows spaces around separators: only U+0020 is trimmed, never other
+        // whitespace, which belongs to a value.
+        let mut rest = text.trim_start_matches(' ');
         if rest.is_empty() {
             return Ok(Self { rdns });
         }
@@ -287,16 +297,16 @@ impl FromStr for DistinguishedName {
             loop {
                 let (attr, after) = parse_attribute(rest).map_err(|e| e.at(rest))?;
                 rdn.push(attr);
-                rest = after.trim_start();
+                rest = after.trim_start_matches(' ');
                 match rest.chars().next() {
-                    Some('+') => rest = rest[1..].trim_start(),
+                    Some('+') => rest = rest[1..].trim_start_matches(' '),
                     _ => break,
                 }
             }
             rdns.push(rdn);
             match rest.chars().next() {
                 None => break,
-                Some(',') => rest = rest[1..].trim_start(),
+                Some(',') => rest = rest[1..].trim_start_matches(' '),
                 Some(_) => {
                     return Err(DnParseError("expected ',' or '+' between attributes").at(rest));
                 }
@@ -335,9 +345,9 @@ fn parse_attribute(text: &str) -> Result<(Attribute, &str), DnParseError> {
     let (name, rest) = text
         .split_once('=')
         .ok_or(DnParseError("an attribute has no '='"))?;
-    let name = name.trim();
+    let name = name.trim_matches(' ');
     let oid = attribute_oid(name)?;
-    let rest = rest.trim_start();
+    let rest = rest.trim_start_matches(' ');
     let (value, rest) = if let Some(hex) = rest.strip_prefix('#') {
         let end = hex
             .find(|c: char| !c.is_ascii_hexdigit())
