@@ -642,6 +642,12 @@ async fn critical_header_parameters_are_refused() {
     let plain = signed_with_header(&world, &header, &claims);
     let (status, body) = answer_of(&router, a_request(&world, &plain)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A header that only mentions "crit" in a value has no crit member.
+    let mut mentions = header.clone();
+    mentions["x-note"] = json!("not crit at all");
+    let token = signed_with_header(&world, &mentions, &claims);
+    let (status, body) = answer_of(&router, a_request(&world, &token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // An extension the issuer says must be understood, which this server does not
     // know: RFC 7515 §4.1.11 says the JWS is then invalid.

@@ -275,6 +275,14 @@ async fn typ_must_be_at_jwt_unless_configured() {
     for (typ, strict_status, lenient_status) in [
         (Some("at+jwt"), StatusCode::OK, StatusCode::OK),
         (Some("application/at+jwt"), StatusCode::OK, StatusCode::OK),
+        (Some("APPLICATION/AT+JWT"), StatusCode::OK, StatusCode::OK),
+        // Only "application/" may be left out: another 12-character prefix is another
+        // media type.
+        (
+            Some("applicatiox/at+jwt"),
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+        ),
         (Some("JWT"), StatusCode::UNAUTHORIZED, StatusCode::OK),
         (None, StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED),
         (
