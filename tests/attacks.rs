@@ -1063,3 +1063,89 @@ async fn a_binding_only_listener_requires_a_certificate_unless_told_otherwise() 
         );
     }
 }
+
+#[tokio::test]
+async fn each_claim_refusal_says_which_claim() {
+    // The status is 401 for all of these; what tells a client (and an operator reading
+    // its report) which rule it broke is the description, so each is pinned.
+    let world = World::new();
+    let router = whoami_router(world.layer());
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "k1"});
+    let good = pki::claims(ISSUER, AUDIENCE, "client-a", "read", Some(&world.a));
+    let now = pki::now();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = good.clone();
+        edit(&mut claims);
+        claims
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "expired",
+            with(&|c| c["exp"] = json!(now - 3600)),
+            "the token has expired",
+        ),
+        (
+            "nbf in the future",
+            with(&|c| c["nbf"] = json!(now + 3600)),
+            "the token is not valid yet (nbf)",
+        ),
+        (
+            "another issuer",
+            with(&|c| c["iss"] = json!("https://other.test")),
+            "the token's issuer is not the expected one",
+        ),
+        (
+            "another audience",
+            with(&|c| c["aud"] = json!("https://other.test")),
+            "the token is not for this audience",
+        ),
+        (
+            "no exp",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            "the token has no exp claim",
+        ),
+        (
+            "no iss",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("iss");
+            }),
+            "the token has no iss claim",
+        ),
+        (
+            "no aud",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+            "the token has no aud claim",
+        ),
+        // jsonwebtoken reads a non-numeric exp as no exp.
+        (
+            "exp of the wrong type",
+            with(&|c| c["exp"] = json!("tomorrow")),
+            "the token has no exp claim",
+        ),
+        (
+            "nbf of the wrong type",
+            with(&|c| c["nbf"] = json!("tomorrow")),
+            "a claim of the token has the wrong type",
+        ),
+    ];
+    for (case, claims, description) in cases {
+        let token = signed_with_header(&world, &header, &claims);
+        let (status, body) = answer_of(&router, a_request(&world, &token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert_eq!(body["error_description"], description, "{case}");
+    }
+
+    // A signature by another key of the same kind, under our kid.
+    let other = pki::SigningKey::es256("k1");
+    let forged = other.sign(&good);
+    let (status, body) = answer_of(&router, a_request(&world, &forged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body["error_description"],
+        "the token's signature does not verify"
+    );
+}
