@@ -7,6 +7,10 @@
 //! fuzz/src/parsers.rs and tests/properties.rs, which keep the fuzzer and the
 //! properties looking for other bugs meanwhile).
 
+#[path = "common/pki.rs"]
+mod pki;
+
+use mtls_bound_token::PeerCertificate;
 use mtls_bound_token::cert::DistinguishedName;
 
 fn parse(text: &str) -> DistinguishedName {
@@ -14,12 +18,12 @@ fn parse(text: &str) -> DistinguishedName {
         .unwrap_or_else(|e| panic!("{text:?} does not parse: {e}"))
 }
 
-/// Found by the `dn` target, minimised to `C=\09` (5 bytes). A value that starts with
-/// whitespace other than a space (here a tab, written `\09`) is printed unescaped,
-/// `CN=<TAB>x`, and the reader trims whitespace after `=`, so the printed form reads
+/// Found by the `dn` target, minimised to `C=\09` (5 bytes). A value that started with
+/// whitespace other than a space (here a tab, written `\09`) was printed unescaped,
+/// `CN=<TAB>x`, and the reader trimmed whitespace after `=`, so the printed form read
 /// back as `CN=x`: an equal name (comparison normalises whitespace) but not the
-/// same text, so printing is not stable. (`src/cert/dn.rs`: `write_escaped` escapes
-/// only a leading `' '`; `parse_attribute` drops any leading `char::is_whitespace`.)
+/// same text, so printing was not stable. (Fixed in `src/cert/dn.rs`: such whitespace
+/// at either end is written as hex, and the reader trims only spaces.)
 #[test]
 fn a_value_led_by_a_tab_prints_stably() {
     for text in ["CN=\\09x", "C=\\09", "CN=\\E3\\80\\80x", "O=\\C2\\85x"] {
@@ -35,8 +39,8 @@ fn a_value_led_by_a_tab_prints_stably() {
 }
 
 /// The same cause, found by the `dn` target once the case above was set aside: a
-/// value of a tab and `#0c0161` prints as `CN=<TAB>#0c0161`, which reads back as a
-/// hex-encoded BER value, the UTF8String "a": printing changed which name it is.
+/// value of a tab and `#0c0161` printed as `CN=<TAB>#0c0161`, which read back as a
+/// hex-encoded BER value, the UTF8String "a": printing changed which name it was.
 #[test]
 fn a_value_led_by_a_tab_and_a_hash_keeps_its_meaning() {
     let name = parse("CN=\\09#0c0161");
@@ -57,3 +61,77 @@ fn values_with_spaces_print_and_parse_back() {
         assert_eq!(parse(&printed).to_string(), printed, "{text:?}");
     }
 }
+
+/// Found by the `certificates` target (a seed certificate, mutated). A subject
+/// attribute whose type is not an OID, here a zero-length BOOLEAN (`01 00`), with an
+/// end-of-contents value (`00 00`): x509-parser reads the type as an empty OID, and
+/// the crate prints the attribute as `=#0000`, which no RFC 4514 reader (its own
+/// included) reads: `PeerCertificate::subject()` is then not a distinguished name. The
+/// certificate below is a fixture's self-signed one (tests' PKI) with only its subject
+/// replaced by `SEQUENCE { SET { SEQUENCE { 01 00, 00 00 } } }`; the second has a
+/// zero-length OID (`06 00`) as the type; `PeerCertificate::from_der` accepts both
+/// today. Either the certificate is refused as malformed, or its subject text reads
+/// back as its subject name. (`src/cert/dn.rs`: `Attribute::from_x509` keeps
+/// `to_id_string()` whatever it is, and `Display` writes it as the type.)
+#[test]
+fn a_subject_attribute_without_a_type_is_refused_or_printed_readably() {
+    for (case, der) in [
+        ("a BOOLEAN as the type", EMPTY_TYPE_BOOLEAN.concat()),
+        ("an empty OID as the type", EMPTY_TYPE_OID.concat()),
+    ] {
+        let der = hex::decode(der).expect("hex");
+        let Ok(cert) = PeerCertificate::from_der(&der) else {
+            continue;
+        };
+        let subject: Result<DistinguishedName, _> = cert.subject().parse();
+        assert_eq!(
+            subject.as_ref().ok(),
+            Some(cert.subject_name()),
+            "{case}: subject {:?}",
+            cert.subject()
+        );
+    }
+}
+
+/// Seen while reading the certificate above, whose first byte the fuzzer had turned
+/// from `30` (SEQUENCE) into `b0` (context-specific, constructed, number 16): the parser
+/// (x509-parser, via `PeerCertificate::from_der`) compares only the tag number of the
+/// outer SEQUENCE, so `b0` and `10` (SEQUENCE without the constructed bit) are read as
+/// the certificate they are not, and hashed to a thumbprint that the real certificate
+/// (the same bytes with `30`) does not have. No TLS stack sends such bytes, but a
+/// forwarded header or a registered x5c can hold them; DER has one encoding.
+#[test]
+fn a_certificate_whose_outer_tag_is_not_a_sequence_is_refused() {
+    let leaf = pki::Ca::root("Outer Tag CA").client(&pki::Subject::cn("client"));
+    assert!(PeerCertificate::from_der(&leaf.cert_der).is_ok());
+    for tag in [0xb0, 0x10, 0x90, 0xf0] {
+        let mut der = leaf.cert_der.clone();
+        der[0] = tag;
+        assert!(
+            PeerCertificate::from_der(&der).is_err(),
+            "outer tag {tag:02x} accepted"
+        );
+    }
+}
+
+/// The DER of the certificates above, hex.
+const EMPTY_TYPE_BOOLEAN: &[&str] = &[
+    "308201353081dca00302010202143790811953b0e1b5d1fbb55036f0ffe128b2680c300a06082a86",
+    "48ce3d04030230133111300f06035504030c08636c69656e742d733020170d373530313031303030",
+    "3030305a180f34303936303130313030303030305a300831063004010000003059301306072a8648",
+    "ce3d020106082a8648ce3d030107034200041f9a2129752e759aad4c1d64d994e84507aed74450cc",
+    "2e4b64e007aab9fd0d8a5ee75ddf2b5ca40d47f69f26e69855020e500d18aab5cb7c084454057fbc",
+    "bcfea317301530130603551d25040c300a06082b06010505070302300a06082a8648ce3d04030203",
+    "48003045022100e84e5b9fecfcafa3ced1320df4cb48de4084fd5a5afce7b0f09f2d1f12b5b9c702",
+    "2011634854fb9ef6e3e4ea16abd4b89b8a129638c5f8648fc9d1d872c1ae3eabe3",
+];
+const EMPTY_TYPE_OID: &[&str] = &[
+    "308201353081dca00302010202143790811953b0e1b5d1fbb55036f0ffe128b2680c300a06082a86",
+    "48ce3d04030230133111300f06035504030c08636c69656e742d733020170d373530313031303030",
+    "3030305a180f34303936303130313030303030305a300831063004060000003059301306072a8648",
+    "ce3d020106082a8648ce3d030107034200041f9a2129752e759aad4c1d64d994e84507aed74450cc",
+    "2e4b64e007aab9fd0d8a5ee75ddf2b5ca40d47f69f26e69855020e500d18aab5cb7c084454057fbc",
+    "bcfea317301530130603551d25040c300a06082b06010505070302300a06082a8648ce3d04030203",
+    "48003045022100e84e5b9fecfcafa3ced1320df4cb48de4084fd5a5afce7b0f09f2d1f12b5b9c702",
+    "2011634854fb9ef6e3e4ea16abd4b89b8a129638c5f8648fc9d1d872c1ae3eabe3",
+];

@@ -82,9 +82,24 @@ impl PeerCertificate {
         if der.len() > MAX_CERTIFICATE_LEN {
             return Err(CertificateError::TooLarge);
         }
+        // x509-parser checks the outer tag's number, not its class: a certificate is a
+        // universal, constructed SEQUENCE, and bytes that only look like one would get
+        // a thumbprint no real certificate has.
+        if der.first() != Some(&0x30) {
+            return Err(CertificateError::Malformed);
+        }
         let (rest, cert) =
             X509Certificate::from_der(der).map_err(|_| CertificateError::Malformed)?;
         if !rest.is_empty() {
+            return Err(CertificateError::Malformed);
+        }
+        // An attribute without a type (a zero-length OID) is no name at all, and has
+        // no RFC 4514 form.
+        let typeless = |name: &x509_parser::x509::X509Name<'_>| {
+            name.iter_attributes()
+                .any(|attribute| attribute.attr_type().as_bytes().is_empty())
+        };
+        if typeless(cert.subject()) || typeless(cert.issuer()) {
             return Err(CertificateError::Malformed);
         }
 

@@ -176,7 +176,10 @@ RgIhAO3Y4KajDqHGMUAlUSmZ6eprE43dYlEpmfjXpVZravOSAiEApg20YVIAjx56
         let leaf = params.signed_by(&key, &issuer).unwrap();
         let bundle = format!("{}{}", ca_cert.pem(), leaf.pem());
         let err = load(bundle.as_bytes(), "ca.pem").unwrap_err();
-        assert!(err.contains("certificate 2") && err.contains("not a CA"), "{err}");
+        assert!(
+            err.contains("certificate 2") && err.contains("not a CA"),
+            "{err}"
+        );
     }
 
     #[test]

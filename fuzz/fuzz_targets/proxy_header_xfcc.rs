@@ -1,0 +1,11 @@
+//! Envoy's `x-forwarded-client-cert` as raw bytes, read from the trusted proxy (the
+//! `xfcc` target is the structure-aware one). See
+//! `mtls_bound_token_fuzz::proxy::proxy_header` for what must hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mtls_bound_token::cert::HeaderFormat;
+
+fuzz_target!(|data: &[u8]| {
+    mtls_bound_token_fuzz::proxy::proxy_header(HeaderFormat::Xfcc, data);
+});
