@@ -6,53 +6,15 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use common::pki::{Ca, Subject};
-use common::process::{curl, example_binary, run_to_end, s, write};
+use common::process::{Files, curl, example_binary, pair, run_to_end, s};
 use common::*;
 use serde_json::Value;
-use tempfile::TempDir;
-
-/// The world on disk, as the example's user has it.
-struct Files {
-    _dir: TempDir,
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    jwks: PathBuf,
-    a: (PathBuf, PathBuf),
-    /// A client certificate from a CA the server does not know.
-    stranger: (PathBuf, PathBuf),
-}
-
-fn files(world: &World) -> Files {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    let stranger = Ca::root("Unknown CA").client(&Subject::cn("stranger"));
-    Files {
-        ca: write(p, "ca.pem", &world.ca.cert_pem),
-        server_cert: write(p, "server.pem", &world.server.chain_pem),
-        server_key: write(p, "server.key", &world.server.key_pem),
-        jwks: write(p, "jwks.json", &world.jwks()),
-        a: (
-            write(p, "a.pem", &world.a.cert_pem),
-            write(p, "a.key", &world.a.key_pem),
-        ),
-        stranger: (
-            write(p, "stranger.pem", &stranger.cert_pem),
-            write(p, "stranger.key", &stranger.key_pem),
-        ),
-        _dir: dir,
-    }
-}
-
-fn pair(p: &(PathBuf, PathBuf)) -> Option<(&Path, &Path)> {
-    Some((p.0.as_path(), p.1.as_path()))
-}
 
 /// The running example; killed when dropped.
 struct Server {
@@ -190,7 +152,7 @@ fn curl_failure(
 #[test]
 fn probes_without_a_certificate_see_healthz_and_nothing_else() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let server = start(&f, true);
     let url = |path: &str| format!("https://localhost:{}{path}", server.addr.port());
     let token = world.token_for_a("read");
@@ -239,7 +201,11 @@ fn probes_without_a_certificate_see_healthz_and_nothing_else() {
 
     // Anonymous clients are allowed; certificates from other CAs still are not. In
     // TLS 1.2 the server refuses the certificate inside the handshake: curl exit 35.
-    let stranger = pair(&f.stranger).unwrap();
+    let stranger = f.leaf(
+        "stranger",
+        &Ca::root("Unknown CA").client(&Subject::cn("stranger")),
+    );
+    let stranger = pair(&stranger).unwrap();
     let (code, status, error) =
         curl_failure(&url("/healthz"), &f.ca, stranger, &["--tls-max", "1.2"]);
     assert_eq!(
@@ -263,7 +229,7 @@ fn probes_without_a_certificate_see_healthz_and_nothing_else() {
 #[test]
 fn the_probe_listener_serves_healthz_over_plain_http_only() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let server = start(&f, true);
     let probe = server.probe_addr.expect("a probe listener");
     assert_ne!(probe, server.addr);
@@ -288,7 +254,7 @@ fn the_probe_listener_serves_healthz_over_plain_http_only() {
 #[test]
 fn without_probe_listen_there_is_one_listener() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let server = start(&f, false);
     assert_eq!(server.probe_addr, None);
     let url = format!("https://localhost:{}/healthz", server.addr.port());
@@ -299,7 +265,7 @@ fn without_probe_listen_there_is_one_listener() {
 #[test]
 fn sigterm_stops_both_listeners_gracefully() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let mut server = start(&f, true);
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
@@ -319,7 +285,7 @@ fn sigterm_stops_both_listeners_gracefully() {
 #[test]
 fn configuration_errors_exit_2_naming_the_problem() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let binary = example_binary("health_probe");
     let missing = f.ca.with_file_name("missing-ca.pem");
     // Held for the whole test, so that the probe listener cannot bind its address.

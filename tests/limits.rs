@@ -7,64 +7,19 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::process::*;
 use common::*;
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
-struct Files {
-    _dir: TempDir,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    ca: PathBuf,
-    jwks: PathBuf,
-}
-
-fn files(world: &World) -> Files {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    Files {
-        server_cert: write(p, "server.pem", &world.server.chain_pem),
-        server_key: write(p, "server.key", &world.server.key_pem),
-        ca: write(p, "ca.pem", &world.ca.cert_pem),
-        jwks: write(p, "jwks.json", &world.jwks()),
-        _dir: dir,
-    }
-}
-
-/// The example over plain HTTP with `extra` options.
-fn start_http(f: &Files, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--jwks",
-        s(&f.jwks),
-        "--issuer",
-        ISSUER,
-        "--audience",
-        AUDIENCE,
-    ];
-    args.extend_from_slice(extra);
-    start(&example_binary("resource_server"), &args)
-}
-
 /// The example over mTLS (client CA required) with `extra` options.
 fn start_tls(f: &Files, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "--tls-cert",
-        s(&f.server_cert),
-        "--tls-key",
-        s(&f.server_key),
-        "--client-ca",
-        s(&f.ca),
-    ];
+    let mut args = vec!["--client-ca", s(&f.ca)];
     args.extend_from_slice(extra);
-    start_http(f, &args)
+    start_resource_server_tls(f, &args)
 }
 
 /// A TCP connection to `server` from the loopback address `from`.
@@ -141,8 +96,8 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Durat
 #[tokio::test]
 async fn dripped_headers_are_cut_off_at_the_header_read_timeout() {
     let world = World::new();
-    let f = files(&world);
-    let server = start_http(&f, &["--header-read-timeout", "1"]);
+    let f = Files::new(&world);
+    let server = start_resource_server(&f, &["--header-read-timeout", "1"]);
     let mut stream = connect_from("127.0.0.1", server.addr).await;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\n")
@@ -178,8 +133,8 @@ async fn dripped_headers_are_cut_off_at_the_header_read_timeout() {
 #[tokio::test]
 async fn idle_connections_close_and_active_ones_keep_working() {
     let world = World::new();
-    let f = files(&world);
-    let server = start_http(&f, &["--idle-timeout", "2"]);
+    let f = Files::new(&world);
+    let server = start_resource_server(&f, &["--idle-timeout", "2"]);
     let mut idle = connect_from("127.0.0.1", server.addr).await;
     let mut active = connect_from("127.0.0.1", server.addr).await;
     assert_eq!(healthz(&mut idle).await, Some(200));
@@ -208,8 +163,8 @@ async fn idle_connections_close_and_active_ones_keep_working() {
 #[tokio::test]
 async fn a_fifth_connection_from_one_address_waits_for_one_of_four_to_close() {
     let world = World::new();
-    let f = files(&world);
-    let server = start_http(&f, &["--max-connections-per-ip", "4"]);
+    let f = Files::new(&world);
+    let server = start_resource_server(&f, &["--max-connections-per-ip", "4"]);
     let mut four = Vec::new();
     for _ in 0..4 {
         let mut stream = connect_from("127.0.0.1", server.addr).await;
@@ -243,8 +198,8 @@ async fn a_fifth_connection_from_one_address_waits_for_one_of_four_to_close() {
 #[tokio::test]
 async fn two_hundred_headers_of_a_kilobyte_get_431_or_a_close() {
     let world = World::new();
-    let f = files(&world);
-    let server = start_http(&f, &[]);
+    let f = Files::new(&world);
+    let server = start_resource_server(&f, &[]);
     let mut stream = connect_from("127.0.0.1", server.addr).await;
     let mut request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
     let value = "v".repeat(1024);
@@ -290,7 +245,7 @@ async fn served_within(world: &World, server: SocketAddr, within: Duration) {
 #[tokio::test]
 async fn silent_sockets_beyond_an_addresss_handshake_cap_delay_nobody() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let server = start_tls(
         &f,
         &["--max-handshakes-per-ip", "4", "--handshake-timeout", "10"],
@@ -313,7 +268,7 @@ async fn silent_sockets_beyond_an_addresss_handshake_cap_delay_nobody() {
 #[tokio::test]
 async fn more_stalled_handshakes_than_slots_never_make_a_new_client_wait() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let server = start_tls(
         &f,
         &[
@@ -338,7 +293,7 @@ async fn more_stalled_handshakes_than_slots_never_make_a_new_client_wait() {
 #[tokio::test]
 async fn at_the_defaults_fifty_idle_sockets_and_a_client_from_the_same_address_work() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let server = start_tls(&f, &[]);
     let _sockets = silent("127.0.0.1", server.addr, 50).await;
     served_within(&world, server.addr, Duration::from_secs(3)).await;
@@ -347,7 +302,7 @@ async fn at_the_defaults_fifty_idle_sockets_and_a_client_from_the_same_address_w
 #[test]
 fn limits_must_be_whole_positive_numbers() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     for (option, value) in [
         ("--idle-timeout", "0"),
         ("--header-read-timeout", "1.5"),
@@ -378,7 +333,7 @@ fn limits_must_be_whole_positive_numbers() {
 #[tokio::test]
 async fn the_token_service_has_the_same_limits() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let dir = tempfile::tempdir().unwrap();
     let client = common::pki::Leaf::self_signed(&common::pki::Subject::cn("client-s"));
     write(

@@ -3,82 +3,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::pki::{self, Leaf, Subject};
 use common::process::*;
 use common::*;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-/// The world on disk, as the example's user has it.
-struct Files {
-    _dir: TempDir,
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    jwks: PathBuf,
-    a: (PathBuf, PathBuf),
-    b: (PathBuf, PathBuf),
-}
-
-fn files(world: &World) -> Files {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    Files {
-        ca: write(p, "ca.pem", &world.ca.cert_pem),
-        server_cert: write(p, "server.pem", &world.server.chain_pem),
-        server_key: write(p, "server.key", &world.server.key_pem),
-        jwks: write(p, "jwks.json", &world.jwks()),
-        a: (
-            write(p, "a.pem", &world.a.cert_pem),
-            write(p, "a.key", &world.a.key_pem),
-        ),
-        b: (
-            write(p, "b.pem", &world.b.cert_pem),
-            write(p, "b.key", &world.b.key_pem),
-        ),
-        _dir: dir,
-    }
-}
-
-fn pair(p: &(PathBuf, PathBuf)) -> Option<(&std::path::Path, &std::path::Path)> {
-    Some((p.0.as_path(), p.1.as_path()))
-}
-
-/// The example on a free port with the world's keys, plus `extra` options.
-fn start_server(f: &Files, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--jwks",
-        s(&f.jwks),
-        "--issuer",
-        ISSUER,
-        "--audience",
-        AUDIENCE,
-    ];
-    args.extend_from_slice(extra);
-    start(&example_binary("resource_server"), &args)
-}
-
-/// The same, terminating TLS with the world's server certificate.
-fn start_tls(f: &Files, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "--tls-cert",
-        s(&f.server_cert),
-        "--tls-key",
-        s(&f.server_key),
-    ];
-    args.extend_from_slice(extra);
-    start_server(f, &args)
-}
 
 #[test]
 fn mtls_contract_with_curl_and_python() {
     let world = World::new();
-    let f = files(&world);
-    let server = start_tls(&f, &["--client-ca", s(&f.ca)]);
+    let f = Files::new(&world);
+    let server = start_resource_server_tls(&f, &["--client-ca", s(&f.ca)]);
     assert!(server.first_line.contains("listening on"));
     let url = |path: &str| format!("https://localhost:{}{path}", server.addr.port());
     let token = world.token_for_a("read");
@@ -160,8 +94,8 @@ fn mtls_contract_with_curl_and_python() {
 #[test]
 fn without_client_ca_any_certificate_binds_and_none_is_required() {
     let world = World::new();
-    let f = files(&world);
-    let server = start_tls(&f, &["--binding", "optional"]);
+    let f = Files::new(&world);
+    let server = start_resource_server_tls(&f, &["--binding", "optional"]);
     let url = format!("https://localhost:{}/whoami", server.addr.port());
     let dir = tempfile::tempdir().unwrap();
     let own = Leaf::self_signed(&Subject::cn("workload"));
@@ -193,8 +127,8 @@ fn without_client_ca_any_certificate_binds_and_none_is_required() {
 #[test]
 fn plain_http_with_optional_binding() {
     let world = World::new();
-    let f = files(&world);
-    let server = start_server(&f, &["--binding", "optional"]);
+    let f = Files::new(&world);
+    let server = start_resource_server(&f, &["--binding", "optional"]);
     let url = format!("http://127.0.0.1:{}/whoami", server.addr.port());
     let unbound = world
         .key
@@ -209,7 +143,7 @@ fn plain_http_with_optional_binding() {
 #[test]
 fn configuration_errors_stop_start_up_with_a_message() {
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let binary = example_binary("resource_server");
     let base = ["--issuer", ISSUER, "--audience", AUDIENCE];
     let garbage = write(f.jwks.parent().unwrap(), "garbage.pem", "not pem");
@@ -320,8 +254,8 @@ fn configuration_errors_stop_start_up_with_a_message() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let world = World::new();
-    let f = files(&world);
-    let mut server = start_tls(&f, &["--client-ca", s(&f.ca)]);
+    let f = Files::new(&world);
+    let mut server = start_resource_server_tls(&f, &["--client-ca", s(&f.ca)]);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
@@ -353,11 +287,11 @@ fn curl_with(
 fn proxy_mode_over_plain_http_and_over_mtls() {
     use base64::Engine;
     let world = World::new();
-    let f = files(&world);
+    let f = Files::new(&world);
     let token = world.token_for_a("read");
     let a_der = base64::engine::general_purpose::STANDARD.encode(&world.a.cert_der);
 
-    let plain = start_server(
+    let plain = start_resource_server(
         &f,
         &[
             "--trusted-proxy",
@@ -382,7 +316,7 @@ fn proxy_mode_over_plain_http_and_over_mtls() {
     );
 
     // Over mTLS, the proxy authenticates with its own certificate and forwards A's.
-    let tls = start_tls(
+    let tls = start_resource_server_tls(
         &f,
         &[
             "--client-ca",

@@ -57,7 +57,8 @@ struct Args {
     /// Lifetime of issued tokens, in seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     token_ttl: u64,
-    /// Token requests per minute per client certificate.
+    /// Authenticated token requests per minute per client certificate; the other limits
+    /// are multiples of it.
     #[arg(long, default_value = "60")]
     rate_limit: NonZeroU32,
     #[command(flatten)]

@@ -139,6 +139,9 @@ struct Phases {
     changed: Notify,
     /// HTTP/2: bytes between requests are pings and window updates, not a new request.
     h2: AtomicBool,
+    /// Idle between HTTP/1 requests: the next byte read starts a request. Lets every
+    /// other read skip the lock.
+    between_requests: AtomicBool,
 }
 
 struct Phase {
@@ -166,6 +169,7 @@ impl Phases {
             }),
             changed: Notify::new(),
             h2: AtomicBool::new(h2),
+            between_requests: AtomicBool::new(false),
         }
     }
 
@@ -200,7 +204,7 @@ impl Phases {
 
     /// Bytes arrived: on an HTTP/1 connection between requests, a request has begun.
     fn bytes_read(&self) {
-        if self.h2.load(Ordering::Relaxed) {
+        if self.h2.load(Ordering::Relaxed) || !self.between_requests.swap(false, Ordering::AcqRel) {
             return;
         }
         let mut phase = self.lock();
@@ -214,6 +218,7 @@ impl Phases {
     /// The app was handed a request: its headers are in.
     fn begin(self: &Arc<Self>) -> InFlight {
         let mut phase = self.lock();
+        self.between_requests.store(false, Ordering::Release);
         phase.in_flight += 1;
         phase.awaiting_headers_since = None;
         drop(phase);
@@ -232,6 +237,7 @@ impl Drop for InFlight {
         phase.in_flight = phase.in_flight.saturating_sub(1);
         if phase.in_flight == 0 {
             phase.idle_since = Instant::now();
+            self.0.between_requests.store(true, Ordering::Release);
         }
         drop(phase);
         self.0.changed.notify_one();

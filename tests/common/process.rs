@@ -283,3 +283,76 @@ impl CurlAnswer {
 pub fn s(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
+
+/// The test world on disk, as the examples' users have it: the CA, the server's chain
+/// and key, the JWKS, and clients A and B (certificate, key).
+pub struct Files {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub jwks: PathBuf,
+    pub a: (PathBuf, PathBuf),
+    pub b: (PathBuf, PathBuf),
+}
+
+impl Files {
+    pub fn new(world: &super::World) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        Self {
+            ca: write(p, "ca.pem", &world.ca.cert_pem),
+            server_cert: write(p, "server.pem", &world.server.chain_pem),
+            server_key: write(p, "server.key", &world.server.key_pem),
+            jwks: write(p, "jwks.json", &world.jwks()),
+            a: leaf_files(p, "a", &world.a),
+            b: leaf_files(p, "b", &world.b),
+            dir,
+        }
+    }
+
+    /// Another client's certificate and key, written beside the others.
+    pub fn leaf(&self, name: &str, leaf: &super::pki::Leaf) -> (PathBuf, PathBuf) {
+        leaf_files(self.dir.path(), name, leaf)
+    }
+}
+
+fn leaf_files(dir: &Path, name: &str, leaf: &super::pki::Leaf) -> (PathBuf, PathBuf) {
+    (
+        write(dir, &format!("{name}.pem"), &leaf.cert_pem),
+        write(dir, &format!("{name}.key"), &leaf.key_pem),
+    )
+}
+
+/// A client's (certificate, key) as curl helpers take them.
+pub fn pair(p: &(PathBuf, PathBuf)) -> Option<(&Path, &Path)> {
+    Some((p.0.as_path(), p.1.as_path()))
+}
+
+/// The resource server example on a free port with the world's keys, plus `extra`.
+pub fn start_resource_server(f: &Files, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--jwks",
+        s(&f.jwks),
+        "--issuer",
+        super::ISSUER,
+        "--audience",
+        super::AUDIENCE,
+    ];
+    args.extend_from_slice(extra);
+    start(&example_binary("resource_server"), &args)
+}
+
+/// The same, terminating TLS with the world's server certificate.
+pub fn start_resource_server_tls(f: &Files, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--tls-cert",
+        s(&f.server_cert),
+        "--tls-key",
+        s(&f.server_key),
+    ];
+    args.extend_from_slice(extra);
+    start_resource_server(f, &args)
+}
