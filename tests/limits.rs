@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::future::IntoFuture;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -398,4 +399,61 @@ async fn the_token_service_has_the_same_limits() {
     );
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--idle-timeout"));
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() {
+    use mtls_bound_token::serve::Server;
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                "done"
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::default()
+            .serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    let mut idle = connect_from("127.0.0.1", addr).await;
+    assert_eq!(healthz(&mut idle).await, Some(200));
+    let mut busy = connect_from("127.0.0.1", addr).await;
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+
+    // The idle connection is closed at once; the slow request is still answered.
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    let mut answer = Vec::new();
+    timeout(Duration::from_secs(5), busy.read_to_end(&mut answer))
+        .await
+        .expect("the request in flight is answered, then the connection closes")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"),
+        "{answer}"
+    );
+    timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server returns once drained")
+        .unwrap()
+        .unwrap();
+    // And it no longer accepts.
+    assert!(TcpStream::connect(addr).await.is_err());
 }
