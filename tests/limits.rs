@@ -457,3 +457,81 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() 
     // And it no longer accepts.
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// Reads one HTTP/2 frame: its type, flags and payload; `None` when the connection closed.
+async fn h2_frame(stream: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.ok()?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
+const H2_PING: u8 = 6;
+const H2_GOAWAY: u8 = 7;
+const H2_ACK: u8 = 1;
+
+/// Reads frames until the server's next PING (not an acknowledgement); its payload.
+async fn next_h2_ping(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    loop {
+        let (kind, flags, payload) = h2_frame(stream).await?;
+        if kind == H2_PING && flags & H2_ACK == 0 {
+            return Some(payload);
+        }
+    }
+}
+
+/// An HTTP/2 client over plain TCP that has sent its preface and settings, and nothing else.
+async fn h2_client(server: SocketAddr) -> TcpStream {
+    let mut stream = connect_from("127.0.0.1", server).await;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn http2_pings_close_a_peer_that_stops_answering_and_keep_one_that_answers() {
+    use mtls_bound_token::serve::Server;
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .keep_alive_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener, app).into_future());
+
+    // A peer that never answers: pinged within the interval, then closed (GOAWAY, end of
+    // stream) once the answer is overdue: well before the 60 s idle timeout.
+    let mut silent = h2_client(addr).await;
+    let started = Instant::now();
+    timeout(Duration::from_secs(5), next_h2_ping(&mut silent))
+        .await
+        .expect("pinged within the interval")
+        .expect("a PING before the connection closes");
+    let mut saw_goaway = false;
+    let closed = timeout(Duration::from_secs(10), async {
+        while let Some((kind, _, _)) = h2_frame(&mut silent).await {
+            saw_goaway |= kind == H2_GOAWAY;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a peer that never answers pings is closed");
+    assert!(saw_goaway, "closed with a GOAWAY");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A peer that answers every ping keeps its connection for several intervals.
+    let mut answering = h2_client(addr).await;
+    for _ in 0..4 {
+        let payload = timeout(Duration::from_secs(5), next_h2_ping(&mut answering))
+            .await
+            .expect("pinged again within the interval")
+            .expect("still open while it answers");
+        let mut ack = vec![0, 0, 8, H2_PING, H2_ACK, 0, 0, 0, 0];
+        ack.extend_from_slice(&payload);
+        answering.write_all(&ack).await.unwrap();
+    }
+}
