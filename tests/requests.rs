@@ -365,3 +365,44 @@ async fn identity_of(world: &World, token: &str) -> ClientIdentity {
     assert_eq!(response.status(), StatusCode::OK);
     receiver.await.unwrap()
 }
+
+/// An inner service that is never ready: overloaded (an error) or busy (pending).
+#[derive(Clone)]
+struct NotReady {
+    overloaded: bool,
+}
+
+impl tower::Service<Request<axum::body::Body>> for NotReady {
+    type Response = axum::response::Response;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.overloaded {
+            std::task::Poll::Ready(Err("overloaded"))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _: Request<axum::body::Body>) -> Self::Future {
+        std::future::ready(Ok(StatusCode::OK.into_response()))
+    }
+}
+
+#[tokio::test]
+async fn the_layer_passes_the_inner_services_backpressure_through() {
+    use tower::{Layer, Service};
+    let world = World::new();
+    let mut overloaded = world.layer().layer(NotReady { overloaded: true });
+    let ready = std::future::poll_fn(|cx| overloaded.poll_ready(cx)).await;
+    assert_eq!(ready, Err("overloaded"));
+
+    let mut busy = world.layer().layer(NotReady { overloaded: false });
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    assert!(busy.poll_ready(&mut cx).is_pending());
+}

@@ -209,6 +209,22 @@ mod tests {
     }
 
     #[test]
+    fn formats_display_as_their_names() {
+        for format in HeaderFormat::ALL {
+            assert_eq!(format.to_string(), format.name());
+        }
+        assert_eq!(HeaderFormat::AwsAlb.to_string(), "aws-alb");
+    }
+
+    #[test]
+    fn base64_certificates_may_be_padded_with_spaces_and_tabs() {
+        assert_eq!(base64_der(" \tAQID\t ").unwrap(), [1, 2, 3]);
+        assert_eq!(base64_der("\tAQID").unwrap(), [1, 2, 3]);
+        assert!(base64_der(" \t ").is_err());
+        assert!(base64_der("AQ ID").is_err());
+    }
+
+    #[test]
     fn percent_decoding_is_strict_and_keeps_plus() {
         assert_eq!(percent_decode("a%2Bb+c%3D").unwrap(), b"a+b+c=");
         assert!(percent_decode("a%2").is_err());
