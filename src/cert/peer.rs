@@ -285,4 +285,22 @@ mod tests {
             CertificateError::Empty
         );
     }
+
+    #[test]
+    fn certificates_of_tens_of_kilobytes_are_read() {
+        // A certificate with a thousand SANs: far above a typical client's, well within
+        // the bound.
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("service-{i:04}.example.internal"))
+            .collect();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names.clone())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der();
+        assert!((20 * 1024..MAX_CERTIFICATE_LEN).contains(&der.len()));
+        let peer = PeerCertificate::from_der(der).unwrap();
+        assert_eq!(peer.san_dns(), names.as_slice());
+    }
 }
