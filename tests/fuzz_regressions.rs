@@ -11,6 +11,7 @@
 mod pki;
 
 use mtls_bound_token::PeerCertificate;
+use mtls_bound_token::cert::CertificateError;
 use mtls_bound_token::cert::DistinguishedName;
 
 fn parse(text: &str) -> DistinguishedName {
@@ -89,6 +90,30 @@ fn a_subject_attribute_without_a_type_is_refused_or_printed_readably() {
             Some(cert.subject_name()),
             "{case}: subject {:?}",
             cert.subject()
+        );
+    }
+}
+
+/// The refusal above, for either name: the same certificate with the typeless name as
+/// its issuer (the subject is the fixture's `CN=client-s`) is malformed too, and so is
+/// the original with its typeless subject. (Both names have no RFC 4514 form; the
+/// issuer is printed when a handshake is refused.)
+#[test]
+fn a_typeless_attribute_in_the_subject_or_the_issuer_is_malformed() {
+    let original = EMPTY_TYPE_OID.concat();
+    let named = "30133111300f06035504030c08636c69656e742d73";
+    let typeless = "30083106300406000000";
+    let swapped = original
+        .replacen(named, "ISSUER", 1)
+        .replacen(typeless, named, 1)
+        .replacen("ISSUER", typeless, 1);
+    assert_ne!(swapped, original);
+    for (case, hex) in [("subject", original), ("issuer", swapped)] {
+        let der = hex::decode(hex).expect("hex");
+        assert_eq!(
+            PeerCertificate::from_der(&der).err(),
+            Some(CertificateError::Malformed),
+            "a typeless {case}"
         );
     }
 }

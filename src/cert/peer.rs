@@ -287,6 +287,19 @@ mod tests {
     }
 
     #[test]
+    fn the_size_bound_is_inclusive() {
+        // Exactly the bound is parsed (and is no certificate); one byte more is not.
+        assert_eq!(
+            PeerCertificate::from_der(&vec![0x30; MAX_CERTIFICATE_LEN]).err(),
+            Some(CertificateError::Malformed)
+        );
+        assert_eq!(
+            PeerCertificate::from_der(&vec![0x30; MAX_CERTIFICATE_LEN + 1]).err(),
+            Some(CertificateError::TooLarge)
+        );
+    }
+
+    #[test]
     fn certificates_of_tens_of_kilobytes_are_read() {
         // A certificate with a thousand SANs: far above a typical client's, well within
         // the bound.
