@@ -316,4 +316,23 @@ mod tests {
         let peer = PeerCertificate::from_der(der).unwrap();
         assert_eq!(peer.san_dns(), names.as_slice());
     }
+
+    #[test]
+    fn validity_before_1970_is_read() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["old.example".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(1960, 1, 1);
+        params.not_after = rcgen::date_time_ymd(1969, 12, 31);
+        let cert = params.self_signed(&key).unwrap();
+        let peer = PeerCertificate::from_der(cert.der()).unwrap();
+        let day = 24 * 60 * 60;
+        assert_eq!(
+            peer.not_before(),
+            SystemTime::UNIX_EPOCH - Duration::from_secs(3653 * day)
+        );
+        assert_eq!(
+            peer.not_after(),
+            SystemTime::UNIX_EPOCH - Duration::from_secs(day)
+        );
+    }
 }

@@ -560,4 +560,39 @@ mod tests {
             .trusted_proxy("10.0.0.5".parse().unwrap());
         assert!(format!("{builder:?}").contains("10.0.0.5/32"));
     }
+
+    #[test]
+    fn the_cache_is_bounded_by_the_bytes_it_holds() {
+        // Capacity 4: about 16 KiB. Each nginx header and its certificate weigh over
+        // 1 KiB, so 64 different ones cannot all stay.
+        let source = ProxyCertificate::builder(HeaderFormat::Nginx)
+            .trusted_proxy("127.0.0.1".parse().unwrap())
+            .cache_capacity(4)
+            .build()
+            .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        for i in 0..64 {
+            let cert = rcgen::CertificateParams::new(vec![format!("client-{i}.example")])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let escaped = percent_encoding::utf8_percent_encode(
+                &cert.pem(),
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string();
+            let mut headers = HeaderMap::new();
+            headers.insert(&source.header, escaped.parse().unwrap());
+            let read = source.certificate_in_headers(&headers).unwrap().unwrap();
+            assert_eq!(read.der(), Some(cert.der().as_ref()));
+        }
+        let cache = source.cache.as_ref().unwrap();
+        assert!(
+            cache.weight() <= 4 * CACHE_BYTES_PER_ENTRY,
+            "{}",
+            cache.weight()
+        );
+        assert!(cache.len() <= 16, "{} entries kept", cache.len());
+        assert!(!cache.is_empty());
+    }
 }
