@@ -594,5 +594,14 @@ mod tests {
         );
         assert!(cache.len() <= 16, "{} entries kept", cache.len());
         assert!(!cache.is_empty());
+        // Every byte held is weighed: the header text, the certificate and its chain.
+        let held: usize = cache
+            .iter()
+            .map(|(header, certificate)| {
+                let chain: usize = certificate.chain_der().iter().map(Vec::len).sum();
+                header.len() + certificate.der().map_or(0, <[u8]>::len) + chain
+            })
+            .sum();
+        assert!(cache.weight() >= held as u64, "{} < {held}", cache.weight());
     }
 }
