@@ -190,6 +190,16 @@ impl ProxyCertificate {
 
     /// The certificate must be within its validity period now, unless allowed otherwise.
     fn check_validity(&self, certificate: &PeerCertificate) -> Result<(), AuthError> {
+        self.check_validity_at(certificate, SystemTime::now())
+    }
+
+    /// [`check_validity`](Self::check_validity) at `now`. Both bounds are inclusive
+    /// (RFC 5280 §4.1.2.5: valid from `notBefore` through `notAfter`).
+    fn check_validity_at(
+        &self,
+        certificate: &PeerCertificate,
+        now: SystemTime,
+    ) -> Result<(), AuthError> {
         // A certificate attested by its hash alone (an XFCC `Hash` without `Cert`)
         // carries no validity period to check.
         if self.allow_expired || certificate.der().is_none() {
@@ -199,7 +209,6 @@ impl ProxyCertificate {
         // does not (AWS ALB passthrough, `optional_no_ca`), a connection that outlives
         // the certificate, and a header replayed later. An expired certificate is a
         // credential that no longer counts, like a token past `exp`: 401, not 400.
-        let now = SystemTime::now();
         if now > certificate.not_after() {
             Err(AuthError::invalid_token(
                 "the client certificate the proxy forwarded has expired",
@@ -603,5 +612,42 @@ mod tests {
             })
             .sum();
         assert!(cache.weight() >= held as u64, "{} < {held}", cache.weight());
+    }
+
+    #[test]
+    fn validity_bounds_are_inclusive() {
+        let source = trusting(&["127.0.0.1"]);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert = PeerCertificate::from_der(cert.der()).unwrap();
+        let tick = std::time::Duration::from_nanos(1);
+        let at = |now| source.check_validity_at(&cert, now);
+        assert!(at(cert.not_before()).is_ok());
+        assert!(at(cert.not_after()).is_ok());
+        assert!(at(cert.not_before() - tick).is_err());
+        assert!(at(cert.not_after() + tick).is_err());
+    }
+
+    #[test]
+    fn a_proxy_thumbprint_given_twice_is_still_trusted() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["proxy.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert = Arc::new(PeerCertificate::from_der(cert.der()).unwrap());
+        let connection = ConnectionInfo::new("10.9.9.9:4000".parse().unwrap(), Some(cert.clone()));
+        for times in 1..=3 {
+            let source = (0..times)
+                .fold(ProxyCertificate::builder(HeaderFormat::Nginx), |b, _| {
+                    b.trusted_proxy_certificate(cert.thumbprint())
+                })
+                .build()
+                .unwrap();
+            assert!(source.is_trusted(&connection), "given {times} times");
+        }
     }
 }
