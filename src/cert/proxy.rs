@@ -650,4 +650,49 @@ mod tests {
             assert!(source.is_trusted(&connection), "given {times} times");
         }
     }
+
+    #[test]
+    fn a_chain_on_several_lines_is_bounded_exactly_as_one_header() {
+        let source = ProxyCertificate::builder(HeaderFormat::Rfc9440)
+            .trusted_proxy("127.0.0.1".parse().unwrap())
+            .max_header_len(100)
+            .build()
+            .unwrap();
+        let companion = source.companion.clone().unwrap();
+        // The leaf's own header does not count against the chain's bound.
+        let value = "x".repeat(90);
+        let with_lines = |lines: &[String]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append(&companion, line.parse().unwrap());
+            }
+            source.with_companion(&headers, &companion, &value)
+        };
+        // 50 + ", " + 48 = 100 bytes: at the bound.
+        let joined = with_lines(&["a".repeat(50), "b".repeat(48)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            joined,
+            format!("{value}\n{}, {}", "a".repeat(50), "b".repeat(48))
+        );
+        // One byte more.
+        let refused = with_lines(&["a".repeat(50), "b".repeat(49)]).unwrap_err();
+        assert_eq!(refused, too_large());
+        assert_eq!(with_lines(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_cache_capacity_of_zero_turns_the_cache_off() {
+        let with = |capacity| {
+            ProxyCertificate::builder(HeaderFormat::Nginx)
+                .trusted_proxy("127.0.0.1".parse().unwrap())
+                .cache_capacity(capacity)
+                .build()
+                .unwrap()
+        };
+        assert!(with(0).cache.is_none());
+        assert!(with(1).cache.is_some());
+        assert!(trusting(&["127.0.0.1"]).cache.is_some(), "on by default");
+    }
 }
