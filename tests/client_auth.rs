@@ -410,3 +410,40 @@ fn the_authenticator_reads_a_der_ca_and_refuses_a_leaf_as_ca() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn refusals_answer_as_rfc_6749_says_and_registrations_are_looked_up() {
+    let ca = Ca::root("Clients CA");
+    let identity = ExpectedIdentity::SanDns("client-a.example.org".into());
+    let auth = authenticator(
+        &ca,
+        ClientRegistration::tls_client_auth("client-a", identity),
+    );
+    assert_eq!(auth.client("client-a").unwrap().client_id(), "client-a");
+    assert!(auth.client("client-b").is_none());
+
+    let refused = auth.authenticate("client-b", None).unwrap_err();
+    let response = axum::response::IntoResponse::into_response(refused);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+
+    let response =
+        axum::response::IntoResponse::into_response(ClientAuthError::InvalidRequest("bad".into()));
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(body["error_description"], "bad");
+}

@@ -601,7 +601,11 @@ mod tests {
             "{}",
             cache.weight()
         );
-        assert!(cache.len() <= 16, "{} entries kept", cache.len());
+        assert!(
+            (4..=16).contains(&cache.len()),
+            "{} entries kept",
+            cache.len()
+        );
         assert!(!cache.is_empty());
         // Every byte held is weighed: the header text, the certificate and its chain.
         let held: usize = cache
