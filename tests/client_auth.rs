@@ -447,3 +447,75 @@ async fn refusals_answer_as_rfc_6749_says_and_registrations_are_looked_up() {
     assert_eq!(body["error"], "invalid_request");
     assert_eq!(body["error_description"], "bad");
 }
+
+#[tokio::test]
+async fn the_tls_client_extractor_reads_the_configured_certificate_source() {
+    use axum::extract::ConnectInfo;
+    use mtls_bound_token::ConnectionInfo;
+    use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
+    use mtls_bound_token::client_auth::TlsClient;
+    use tower::ServiceExt;
+
+    let ca = Ca::root("Clients CA");
+    let subject = Subject {
+        dns: vec!["client-a.example.org".into()],
+        ..Subject::cn("client-a")
+    };
+    let leaf = ca.client(&subject);
+    let auth = ClientAuthenticator::builder()
+        .client_ca_pem(ca.cert_pem.clone())
+        .register(ClientRegistration::tls_client_auth(
+            "client-a",
+            ExpectedIdentity::SanDns("client-a.example.org".into()),
+        ))
+        .certificate_source(
+            ProxyCertificate::builder(HeaderFormat::Nginx)
+                .trusted_proxy("127.0.0.9".parse().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post(|client: TlsClient| async move {
+                let thumbprint = client
+                    .certificate()
+                    .map(|c| c.thumbprint().to_owned())
+                    .unwrap_or_default();
+                match client.authenticate("client-a") {
+                    Ok(_) => thumbprint,
+                    Err(e) => format!("refused {thumbprint}: {e}"),
+                }
+            }),
+        )
+        .with_state(Arc::new(auth));
+    let header =
+        percent_encoding::utf8_percent_encode(&leaf.cert_pem, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let request = |from: &str| {
+        let mut request = http::Request::post("/token")
+            .header("x-ssl-client-cert", header.as_str())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let info = ConnectionInfo::new(format!("{from}:4000").parse().unwrap(), None);
+        request.extensions_mut().insert(ConnectInfo(info));
+        request
+    };
+    let body = |response: axum::response::Response| async move {
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+
+    // From the trusted proxy: the header's certificate, which authenticates client-a.
+    let response = app.clone().oneshot(request("127.0.0.9")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body(response).await, peer(&leaf).thumbprint());
+
+    // From anyone else: no certificate, so no client.
+    let response = app.oneshot(request("127.0.0.10")).await.unwrap();
+    assert!(body(response).await.starts_with("refused : invalid_client"));
+}
