@@ -2,10 +2,10 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::AuthError;
 use crate::cert::PeerCertificate;
 use crate::token::Confirmation;
 use crate::token::TokenClaims;
+use crate::{AuthError, AuthReason};
 
 /// Whether every token must be bound to the client certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,20 +29,26 @@ pub(crate) fn check_binding(
 ) -> Result<bool, AuthError> {
     match (&claims.confirmation, policy) {
         (Confirmation::Absent, BindingPolicy::Optional) => Ok(false),
-        (Confirmation::Absent, BindingPolicy::Required) => Err(AuthError::invalid_token(
+        (Confirmation::Absent, BindingPolicy::Required) => Err(AuthError::invalid_token_because(
+            AuthReason::NotBound,
             "the token is not bound to a certificate (no cnf x5t#S256)",
         )),
-        (Confirmation::Unusable(why), _) => Err(AuthError::invalid_token(*why)),
+        (Confirmation::Unusable(why), _) => Err(AuthError::invalid_token_because(
+            AuthReason::UnusableBinding,
+            *why,
+        )),
         (Confirmation::X5tS256(expected), _) => {
             let Some(certificate) = certificate else {
-                return Err(AuthError::invalid_token(
+                return Err(AuthError::invalid_token_because(
+                    AuthReason::NoCertificate,
                     "the token is bound to a certificate, but the request presented none",
                 ));
             };
             if bool::from(certificate.thumbprint_bytes().ct_eq(expected)) {
                 Ok(true)
             } else {
-                Err(AuthError::invalid_token(
+                Err(AuthError::invalid_token_because(
+                    AuthReason::OtherCertificate,
                     "the token is bound to a different certificate",
                 ))
             }

@@ -3,11 +3,105 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
-/// Why a request was refused. Each variant maps to one RFC 6750 §3.1 error code.
+/// Why a request was refused, as a value to match on: for logs, metrics and custom
+/// responses, without reading descriptions. [`AuthError::reason`] gives it; new reasons
+/// may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthReason {
+    /// No bearer credentials at all.
+    MissingCredentials,
+    /// A malformed request: the `Authorization` header or a certificate header.
+    MalformedRequest,
+    /// The token is not a well-formed token of the kind the verifier reads.
+    MalformedToken,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is still ahead.
+    NotYetValid,
+    /// The signature does not verify.
+    BadSignature,
+    /// The token names a key the verifier does not have, or names none where one is
+    /// needed.
+    UnknownKey,
+    /// The algorithm is not one its key allows.
+    WrongAlgorithm,
+    /// `iss` is not the expected issuer.
+    WrongIssuer,
+    /// The issuer is none of those this server trusts.
+    UnknownIssuer,
+    /// `aud` does not name this resource.
+    WrongAudience,
+    /// The JOSE `typ` is not an access token's.
+    WrongType,
+    /// Critical header parameters this server does not understand.
+    CriticalHeader,
+    /// A claim is missing or has the wrong type.
+    InvalidClaim,
+    /// The authorization server says the token is not active (revoked, expired, unknown).
+    Inactive,
+    /// The token carries no certificate binding where one is required.
+    NotBound,
+    /// The token's `cnf` is of a shape this server cannot check.
+    UnusableBinding,
+    /// The token is bound to another certificate than the request's.
+    OtherCertificate,
+    /// The token is bound to a certificate, but the request presented none.
+    NoCertificate,
+    /// The client certificate is outside its validity period.
+    CertificateExpired,
+    /// The token lacks a scope the resource needs.
+    InsufficientScope,
+    /// The server cannot verify tokens now (no keys, authorization server unreachable).
+    Unavailable,
+    /// Anything else (custom verifiers and certificate sources).
+    Other,
+}
+
+impl AuthReason {
+    /// A stable snake_case name, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing_credentials",
+            Self::MalformedRequest => "malformed_request",
+            Self::MalformedToken => "malformed_token",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKey => "unknown_key",
+            Self::WrongAlgorithm => "wrong_algorithm",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongType => "wrong_type",
+            Self::CriticalHeader => "critical_header",
+            Self::InvalidClaim => "invalid_claim",
+            Self::Inactive => "inactive",
+            Self::NotBound => "not_bound",
+            Self::UnusableBinding => "unusable_binding",
+            Self::OtherCertificate => "other_certificate",
+            Self::NoCertificate => "no_certificate",
+            Self::CertificateExpired => "certificate_expired",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::Unavailable => "unavailable",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for AuthReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request was refused. Each variant maps to one RFC 6750 §3.1 error code, except
+/// [`Unavailable`](Self::Unavailable) (503: the server cannot decide).
 ///
 /// Descriptions are written by this crate and never contain the token, a claim value
 /// or certificate data, so they are safe to log and to send to the client.
@@ -20,13 +114,19 @@ pub enum AuthError {
     MissingCredentials,
     /// The request is malformed: duplicate or oversized `Authorization`, bad syntax,
     /// or a certificate header that cannot be used. 400 `invalid_request`.
+    #[non_exhaustive]
     InvalidRequest {
+        /// Why, to match on.
+        reason: AuthReason,
         /// What is wrong, for the client.
         description: Cow<'static, str>,
     },
     /// The token is expired, revoked, malformed, not for us, or not bound to the
     /// certificate of the request. 401 `invalid_token`.
+    #[non_exhaustive]
     InvalidToken {
+        /// Why, to match on.
+        reason: AuthReason,
         /// What is wrong, for the client.
         description: Cow<'static, str>,
     },
@@ -35,19 +135,40 @@ pub enum AuthError {
         /// The scope the resource requires.
         scope: Cow<'static, str>,
     },
+    /// The server cannot verify the token now: no keys were ever fetched, the
+    /// authorization server is unreachable. 503 with `Retry-After`; the token may be
+    /// good, so it is not called invalid.
+    #[non_exhaustive]
+    Unavailable {
+        /// What is unavailable, for the client (never the upstream's own error text).
+        description: Cow<'static, str>,
+        /// When to try again.
+        retry_after: Duration,
+    },
 }
 
 impl AuthError {
-    /// An `invalid_request` error.
+    /// An `invalid_request` error ([`AuthReason::MalformedRequest`]).
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::InvalidRequest {
+            reason: AuthReason::MalformedRequest,
             description: description.into(),
         }
     }
 
-    /// An `invalid_token` error.
+    /// An `invalid_token` error ([`AuthReason::Other`]; see
+    /// [`invalid_token_because`](Self::invalid_token_because)).
     pub fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::invalid_token_because(AuthReason::Other, description)
+    }
+
+    /// An `invalid_token` error for `reason`.
+    pub fn invalid_token_because(
+        reason: AuthReason,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::InvalidToken {
+            reason,
             description: description.into(),
         }
     }
@@ -59,13 +180,34 @@ impl AuthError {
         }
     }
 
-    /// The RFC 6750 error code, or `None` for a request without credentials.
+    /// A 503: the token cannot be verified now; try again after `retry_after` (rounded
+    /// up to whole seconds, at least one).
+    pub fn unavailable(description: impl Into<Cow<'static, str>>, retry_after: Duration) -> Self {
+        Self::Unavailable {
+            description: description.into(),
+            retry_after,
+        }
+    }
+
+    /// Why, to match on.
+    pub fn reason(&self) -> AuthReason {
+        match self {
+            Self::MissingCredentials => AuthReason::MissingCredentials,
+            Self::InvalidRequest { reason, .. } | Self::InvalidToken { reason, .. } => *reason,
+            Self::InsufficientScope { .. } => AuthReason::InsufficientScope,
+            Self::Unavailable { .. } => AuthReason::Unavailable,
+        }
+    }
+
+    /// The RFC 6750 error code (RFC 6749's `temporarily_unavailable` for a 503), or
+    /// `None` for a request without credentials.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
             Self::MissingCredentials => None,
             Self::InvalidRequest { .. } => Some("invalid_request"),
             Self::InvalidToken { .. } => Some("invalid_token"),
             Self::InsufficientScope { .. } => Some("insufficient_scope"),
+            Self::Unavailable { .. } => Some("temporarily_unavailable"),
         }
     }
 
@@ -75,6 +217,7 @@ impl AuthError {
             Self::MissingCredentials | Self::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -82,12 +225,23 @@ impl AuthError {
     pub fn description(&self) -> Cow<'_, str> {
         match self {
             Self::MissingCredentials => Cow::Borrowed("an access token is required"),
-            Self::InvalidRequest { description } | Self::InvalidToken { description } => {
-                Cow::Borrowed(description)
-            }
+            Self::InvalidRequest { description, .. }
+            | Self::InvalidToken { description, .. }
+            | Self::Unavailable { description, .. } => Cow::Borrowed(description),
             Self::InsufficientScope { scope } => {
                 Cow::Owned(format!("the access token lacks the scope {scope}"))
             }
+        }
+    }
+
+    /// The `Retry-After` of a 503, in whole seconds (at least 1).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable { retry_after, .. } => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                Some(seconds.max(1))
+            }
+            _ => None,
         }
     }
 
@@ -115,7 +269,8 @@ impl AuthError {
     }
 
     /// The response, its body made by `responder` when one is given. Status,
-    /// `WWW-Authenticate` and `Cache-Control: no-store` are always set by this crate.
+    /// `WWW-Authenticate` (a 503 has `Retry-After` instead: it is no challenge) and
+    /// `Cache-Control: no-store` are always set by this crate.
     pub(crate) fn to_response_with(&self, responder: Option<&ErrorResponder>) -> Response {
         let mut response = match responder {
             Some(responder) => (responder.0)(self),
@@ -123,7 +278,15 @@ impl AuthError {
         };
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::WWW_AUTHENTICATE, self.www_authenticate());
+        match self.retry_after() {
+            Some(seconds) => {
+                headers.remove(header::WWW_AUTHENTICATE);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            None => {
+                headers.insert(header::WWW_AUTHENTICATE, self.www_authenticate());
+            }
+        }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
@@ -236,6 +399,52 @@ mod tests {
         assert_eq!(
             value.to_str().unwrap(),
             "Bearer error=\"invalid_token\", error_description=\"bad ?quote? and ? and ???\""
+        );
+    }
+
+    #[test]
+    fn unavailable_is_503_with_retry_after_and_no_challenge() {
+        let err = AuthError::unavailable("no keys yet", Duration::from_millis(2500));
+        assert_eq!(err.reason(), AuthReason::Unavailable);
+        assert_eq!(err.retry_after(), Some(3));
+        let response = err.to_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            AuthError::unavailable("x", Duration::ZERO).retry_after(),
+            Some(1)
+        );
+        assert_eq!(
+            AuthError::unavailable("x", Duration::from_secs(7)).retry_after(),
+            Some(7)
+        );
+        assert_eq!(AuthError::invalid_token("x").retry_after(), None);
+    }
+
+    #[test]
+    fn reasons_are_matchable_and_named() {
+        assert_eq!(
+            AuthError::invalid_token_because(AuthReason::Expired, "the token has expired").reason(),
+            AuthReason::Expired
+        );
+        assert_eq!(AuthError::invalid_token("x").reason(), AuthReason::Other);
+        assert_eq!(
+            AuthError::invalid_request("x").reason(),
+            AuthReason::MalformedRequest
+        );
+        assert_eq!(
+            AuthError::MissingCredentials.reason(),
+            AuthReason::MissingCredentials
+        );
+        assert_eq!(
+            AuthError::insufficient_scope("a").reason(),
+            AuthReason::InsufficientScope
+        );
+        assert_eq!(
+            AuthReason::OtherCertificate.to_string(),
+            "other_certificate"
         );
     }
 

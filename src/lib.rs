@@ -89,7 +89,7 @@ pub use config::{
 };
 pub use connection::ConnectionInfo;
 pub use crypto::install_jwt_provider;
-pub use error::{AuthError, AuthRejection, ErrorResponder};
+pub use error::{AuthError, AuthReason, AuthRejection, ErrorResponder};
 pub use identity::ClientIdentity;
 pub use layer::{MtlsBoundToken, MtlsBoundTokenLayer, ResponseFuture};
 pub use scope::{RequireScope, RequireScopeLayer, RequiredScope, WithScope};

@@ -23,7 +23,7 @@ use mtls_bound_token::cert::{
     ClientCertificateSource, ConnectionCertificate, HeaderFormat, ProxyCertificate,
 };
 use mtls_bound_token::tls::TlsServerConfig;
-use mtls_bound_token::token::{KeySet, KeySource, KeySourceError};
+use mtls_bound_token::token::{KeySetFuture, KeySource, KeySourceError};
 use mtls_bound_token::{
     AuthError, ClientIdentity, ConnectionInfo, MtlsBoundTokenLayer, MtlsBoundTokenLayerBuilder,
     PeerCertificate,
@@ -683,16 +683,13 @@ struct Unreachable {
     asked: Arc<AtomicUsize>,
 }
 
-/// `mtls_bound_token::token::KeySetFuture`, which the crate does not export.
-type KeySetFuture<'a> =
-    std::pin::Pin<Box<dyn Future<Output = Result<Arc<KeySet>, KeySourceError>> + Send + 'a>>;
-
 impl KeySource for Unreachable {
     fn key_set<'a>(&'a self, _kid: Option<&'a str>) -> KeySetFuture<'a> {
         self.asked.fetch_add(1, Ordering::SeqCst);
-        Box::pin(std::future::ready(Err(KeySourceError(
-            "GET https://as.internal/jwks: connection refused".into(),
-        ))))
+        Box::pin(std::future::ready(Err(KeySourceError::new(
+            "GET https://as.internal/jwks: connection refused",
+        )
+        .with_retry_after(Duration::from_secs(7)))))
     }
 }
 
@@ -708,19 +705,27 @@ async fn unavailable_keys_refuse_and_say_so() {
         })
         .build()
         .unwrap();
-    let (status, body) = answer_of(
-        &whoami_router(layer),
-        a_request(&world, &world.token_for_a("read")),
-    )
-    .await;
+    let router = whoami_router(layer);
+    let (status, body) = answer_of(&router, a_request(&world, &world.token_for_a("read"))).await;
     assert_eq!(asked.load(Ordering::SeqCst), 1, "the source was asked");
-    // Today's answer: 401 invalid_token. (503 would also be defensible; whatever the
-    // status, the description must say that the keys, not the token, are the problem.)
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(body["error"], "invalid_token");
+    let response = router
+        .clone()
+        .oneshot(a_request(&world, &world.token_for_a("read")))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["retry-after"],
+        "7",
+        "the source's retry time"
+    );
+    assert!(!response.headers().contains_key("www-authenticate"));
+    // 503, never 401 invalid_token: the token may be good. The description says that
+    // the keys, not the token, are the problem.
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
     assert_eq!(
         body["error_description"],
-        "the token cannot be verified now"
+        "the token cannot be verified now: the verification keys are unavailable"
     );
     assert!(
         !body.to_string().contains("as.internal"),

@@ -15,7 +15,7 @@ use super::formats::Forwarded;
 use super::{
     ClientCertificateSource, DistinguishedName, HeaderFormat, PeerCertificate, TrustedNetwork,
 };
-use crate::{AuthError, ConfigError, ConnectionInfo};
+use crate::{AuthError, AuthReason, ConfigError, ConnectionInfo};
 
 /// The default bound on a certificate header's size.
 pub const DEFAULT_MAX_HEADER_LEN: usize = 16 * 1024;
@@ -210,11 +210,13 @@ impl ProxyCertificate {
         // the certificate, and a header replayed later. An expired certificate is a
         // credential that no longer counts, like a token past `exp`: 401, not 400.
         if now > certificate.not_after() {
-            Err(AuthError::invalid_token(
+            Err(AuthError::invalid_token_because(
+                AuthReason::CertificateExpired,
                 "the client certificate the proxy forwarded has expired",
             ))
         } else if now < certificate.not_before() {
-            Err(AuthError::invalid_token(
+            Err(AuthError::invalid_token_because(
+                AuthReason::CertificateExpired,
                 "the client certificate the proxy forwarded is not valid yet",
             ))
         } else {

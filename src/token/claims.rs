@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::AuthError;
+use crate::{AuthError, AuthReason};
 
 /// The claims of a verified access token.
 #[derive(Clone)]
@@ -37,13 +37,15 @@ impl TokenClaims {
             match all.get(name) {
                 None => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(AuthError::invalid_token(format!(
-                    "the {name} claim is not a string"
-                ))),
+                Some(_) => Err(AuthError::invalid_token_because(
+                    AuthReason::InvalidClaim,
+                    format!("the {name} claim is not a string"),
+                )),
             }
         };
-        let issuer =
-            string("iss")?.ok_or_else(|| AuthError::invalid_token("the token has no iss claim"))?;
+        let issuer = string("iss")?.ok_or_else(|| {
+            AuthError::invalid_token_because(AuthReason::InvalidClaim, "the token has no iss claim")
+        })?;
         let subject = string("sub")?;
         let client_id = string("client_id")?;
 
@@ -62,13 +64,17 @@ impl TokenClaims {
             Some(Value::Array(items)) => {
                 for item in items {
                     let scope = item.as_str().ok_or_else(|| {
-                        AuthError::invalid_token("the scp claim holds a non-string")
+                        AuthError::invalid_token_because(
+                            AuthReason::InvalidClaim,
+                            "the scp claim holds a non-string",
+                        )
                     })?;
                     add(scope);
                 }
             }
             Some(_) => {
-                return Err(AuthError::invalid_token(
+                return Err(AuthError::invalid_token_because(
+                    AuthReason::InvalidClaim,
                     "the scp claim is neither a string nor an array",
                 ));
             }

@@ -9,7 +9,7 @@ use jsonwebtoken::{AlgorithmFamily, Validation};
 use serde_json::{Map, Value};
 
 use super::{KeySource, TokenClaims};
-use crate::AuthError;
+use crate::{AuthError, AuthReason};
 
 /// The asymmetric algorithm families this crate verifies. HMAC and `none` are never
 /// among them.
@@ -83,15 +83,20 @@ impl JwtVerifier {
 
     pub(crate) async fn verify(&self, token: &str) -> Result<TokenClaims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            AuthError::invalid_token("the access token is not a well-formed signed JWT")
+            AuthError::invalid_token_because(
+                AuthReason::MalformedToken,
+                "the access token is not a well-formed signed JWT",
+            )
         })?;
         if !self.token_types.accepts(header.typ.as_deref()) {
-            return Err(AuthError::invalid_token(
+            return Err(AuthError::invalid_token_because(
+                AuthReason::WrongType,
                 "the token's typ is not at+jwt (RFC 9068)",
             ));
         }
         if header.crit.is_some() || has_crit_member(token) {
-            return Err(AuthError::invalid_token(
+            return Err(AuthError::invalid_token_because(
+                AuthReason::CriticalHeader,
                 "the token has critical header parameters this server does not understand",
             ));
         }
@@ -101,11 +106,15 @@ impl JwtVerifier {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "verification keys unavailable");
-                AuthError::invalid_token("the token cannot be verified now")
+                AuthError::unavailable(
+                    "the token cannot be verified now: the verification keys are unavailable",
+                    e.retry_after(),
+                )
             })?;
         let key = keys.select(header.kid.as_deref())?;
         if !key.algorithms.contains(&header.alg) {
-            return Err(AuthError::invalid_token(
+            return Err(AuthError::invalid_token_because(
+                AuthReason::WrongAlgorithm,
                 "the token's alg is not one its key allows",
             ));
         }
@@ -115,10 +124,16 @@ impl JwtVerifier {
             .position(|f| *f == family)
             .map(|i| &self.validations[i])
         else {
-            return Err(AuthError::invalid_token("the token's alg is not accepted"));
+            return Err(AuthError::invalid_token_because(
+                AuthReason::WrongAlgorithm,
+                "the token's alg is not accepted",
+            ));
         };
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
-            .map_err(|e| AuthError::invalid_token(describe(e.kind())))?;
+            .map_err(|e| {
+                let (reason, description) = describe(e.kind());
+                AuthError::invalid_token_because(reason, description)
+            })?;
         TokenClaims::from_claims(data.claims)
     }
 }
@@ -141,26 +156,34 @@ fn has_crit_member(token: &str) -> bool {
             .is_ok_and(|header| header.contains_key("crit"))
 }
 
-fn describe(kind: &ErrorKind) -> &'static str {
+fn describe(kind: &ErrorKind) -> (AuthReason, &'static str) {
+    use AuthReason as R;
     match kind {
-        ErrorKind::InvalidSignature => "the token's signature does not verify",
-        ErrorKind::ExpiredSignature => "the token has expired",
-        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
-        ErrorKind::InvalidIssuer => "the token's issuer is not the expected one",
-        ErrorKind::InvalidAudience => "the token is not for this audience",
-        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
-            "exp" => "the token has no exp claim",
-            "iss" => "the token has no iss claim",
-            "aud" => "the token has no aud claim",
-            _ => "the token lacks a required claim",
-        },
-        ErrorKind::InvalidAlgorithm => "the token's alg is not accepted",
-        ErrorKind::InvalidClaimFormat(_) => "a claim of the token has the wrong type",
+        ErrorKind::InvalidSignature => (R::BadSignature, "the token's signature does not verify"),
+        ErrorKind::ExpiredSignature => (R::Expired, "the token has expired"),
+        ErrorKind::ImmatureSignature => (R::NotYetValid, "the token is not valid yet (nbf)"),
+        ErrorKind::InvalidIssuer => (R::WrongIssuer, "the token's issuer is not the expected one"),
+        ErrorKind::InvalidAudience => (R::WrongAudience, "the token is not for this audience"),
+        ErrorKind::MissingRequiredClaim(claim) => (
+            R::InvalidClaim,
+            match claim.as_str() {
+                "exp" => "the token has no exp claim",
+                "iss" => "the token has no iss claim",
+                "aud" => "the token has no aud claim",
+                _ => "the token lacks a required claim",
+            },
+        ),
+        ErrorKind::InvalidAlgorithm => (R::WrongAlgorithm, "the token's alg is not accepted"),
+        ErrorKind::InvalidClaimFormat(_) => {
+            (R::InvalidClaim, "a claim of the token has the wrong type")
+        }
         ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey
         | ErrorKind::InvalidRsaKey(_)
-        | ErrorKind::InvalidKeyFormat => "the token cannot be verified with its key",
-        _ => "the access token is malformed",
+        | ErrorKind::InvalidKeyFormat => {
+            (R::BadSignature, "the token cannot be verified with its key")
+        }
+        _ => (R::MalformedToken, "the access token is malformed"),
     }
 }
 

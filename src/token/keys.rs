@@ -6,13 +6,14 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use crate::AuthError;
+use crate::{AuthError, AuthReason};
 
 /// A JWKS larger than this is refused: real ones are a few KiB.
 const MAX_JWKS_LEN: usize = 1024 * 1024;
@@ -127,9 +128,15 @@ impl KeySet {
                 .keys
                 .iter()
                 .find(|k| k.kid.as_deref() == Some(kid))
-                .ok_or_else(|| AuthError::invalid_token("the token's kid names no known key")),
+                .ok_or_else(|| {
+                    AuthError::invalid_token_because(
+                        AuthReason::UnknownKey,
+                        "the token's kid names no known key",
+                    )
+                }),
             None if self.keys.len() == 1 => Ok(&self.keys[0]),
-            None => Err(AuthError::invalid_token(
+            None => Err(AuthError::invalid_token_because(
+                AuthReason::UnknownKey,
                 "the token has no kid, and the key set holds more than one key",
             )),
         }
@@ -233,10 +240,40 @@ fn parse_jwk(index: usize, jwk: &Value) -> Result<Option<VerificationKey>, KeyEr
     }))
 }
 
-/// Why a key source could not give keys.
+/// Why a key source could not give keys. The layer answers 503 with `Retry-After`
+/// (never 401: the token may be good) and logs the message, which may name the
+/// upstream; the client sees neither.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct KeySourceError(pub String);
+#[error("{message}")]
+pub struct KeySourceError {
+    message: String,
+    retry_after: Duration,
+}
+
+impl KeySourceError {
+    /// How long clients are told to wait by default.
+    pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+    /// An error saying `message`, for the log.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry_after: Self::DEFAULT_RETRY_AFTER,
+        }
+    }
+
+    /// When keys may be there again (the `Retry-After` of the 503); default 5 s.
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// When keys may be there again.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
 
 /// The future a [`KeySource`] returns.
 pub type KeySetFuture<'a> =

@@ -7,7 +7,7 @@ mod keys;
 
 pub(crate) use claims::Confirmation;
 pub use claims::TokenClaims;
-pub use keys::{KeyError, KeySet, KeySource, KeySourceError, StaticKeys};
+pub use keys::{KeyError, KeySet, KeySetFuture, KeySource, KeySourceError, StaticKeys};
 
 pub(crate) use bearer::bearer_token;
 pub(crate) use jwt::{JwtVerifier, TokenTypes};
