@@ -113,15 +113,11 @@ fn certificate_key(der: &[u8]) -> Result<CertificateKey, String> {
                 _ => return Err("x5c[0] has an EC key on a curve JWK does not name".into()),
             };
             let values = match parsed {
-                Some(PublicKey::EC(point))
-                    if point.data().len() == 1 + 2 * size && point.data()[0] == 4 =>
-                {
-                    let data = point.data();
-                    vec![
-                        ("x", data[1..=size].to_vec()),
-                        ("y", data[1 + size..].to_vec()),
-                    ]
-                }
+                Some(PublicKey::EC(point)) => match ec_coordinates(point.data(), size) {
+                    Some((x, y)) => vec![("x", x.to_vec()), ("y", y.to_vec())],
+                    // Compressed (or hybrid) points: only kty and crv are compared.
+                    None => Vec::new(),
+                },
                 _ => Vec::new(),
             };
             Ok(CertificateKey {
@@ -142,6 +138,17 @@ fn certificate_key(der: &[u8]) -> Result<CertificateKey, String> {
         _ => Err(format!(
             "x5c[0] has a key of a type JWK does not name ({oid})"
         )),
+    }
+}
+
+/// The `x` and `y` of an uncompressed SEC 1 point (`04 || x || y`) on a curve whose
+/// coordinates have `size` bytes; `None` for any other encoding.
+fn ec_coordinates(point: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
+    match point.split_first() {
+        Some((4, coordinates)) if coordinates.len() == 2 * size => {
+            Some(coordinates.split_at(size))
+        }
+        _ => None,
     }
 }
 
@@ -334,13 +341,55 @@ mod tests {
     }
 
     fn ec_jwk(der: &[u8], key: &rcgen::KeyPair) -> Value {
+        curve_jwk("P-256", der, key)
+    }
+
+    fn curve_jwk(crv: &str, der: &[u8], key: &rcgen::KeyPair) -> Value {
         let point = key.public_key_raw();
+        let size = (point.len() - 1) / 2;
         json!({
-            "kty": "EC", "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "kty": "EC", "crv": crv,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..=size]),
+            "y": URL_SAFE_NO_PAD.encode(&point[1 + size..]),
             "x5c": [STANDARD.encode(der)],
         })
+    }
+
+    #[test]
+    fn every_jwk_curve_is_named_and_checked() {
+        for (alg, crv, other) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, "P-256", "P-384"),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, "P-384", "P-521"),
+            (&rcgen::PKCS_ECDSA_P521_SHA512, "P-521", "P-256"),
+        ] {
+            let (der, key) = self_signed(alg);
+            let good = curve_jwk(crv, &der, &key);
+            assert!(register(&good).is_ok(), "{crv}");
+            let mut wrong = good.clone();
+            wrong["crv"] = json!(other);
+            let err = register(&wrong).unwrap_err().to_string();
+            assert!(err.contains(&format!("EC {crv} key")), "{crv}: {err}");
+            let (_, another) = self_signed(alg);
+            let mut swapped = curve_jwk(crv, &der, &another);
+            swapped["x5c"] = good["x5c"].clone();
+            assert!(register(&swapped).is_err(), "{crv}: another key's x and y");
+        }
+    }
+
+    #[test]
+    fn only_uncompressed_points_have_coordinates() {
+        let uncompressed = [[4u8].as_slice(), &[1; 32], &[2; 32]].concat();
+        assert_eq!(
+            ec_coordinates(&uncompressed, 32),
+            Some(([1; 32].as_slice(), [2; 32].as_slice()))
+        );
+        assert_eq!(ec_coordinates(&uncompressed, 48), None);
+        let compressed = [[2u8].as_slice(), &[1; 32]].concat();
+        assert_eq!(ec_coordinates(&compressed, 32), None);
+        let hybrid = [[6u8].as_slice(), &[1; 32], &[2; 32]].concat();
+        assert_eq!(ec_coordinates(&hybrid, 32), None);
+        assert_eq!(ec_coordinates(&uncompressed[..64], 32), None);
+        assert_eq!(ec_coordinates(&[], 32), None);
     }
 
     #[test]
