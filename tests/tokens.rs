@@ -458,3 +458,111 @@ async fn bound_token_without_a_certificate_is_refused() {
     assert_eq!(answer.json()["thumbprint"], Value::Null);
     assert_eq!(answer.json()["bound"], false);
 }
+
+/// Every refusal carries its reason, for logs, metrics and custom responses: the error
+/// hook sees `AuthError::reason()`, no description parsing needed.
+#[tokio::test]
+async fn each_refusal_has_its_matchable_reason() {
+    use mtls_bound_token::{AuthError, AuthReason};
+    let world = World::new();
+    let layer = builder(world.jwks())
+        .error_response(|error: &AuthError| {
+            axum::response::IntoResponse::into_response(axum::Json(
+                json!({ "reason": error.reason().as_str() }),
+            ))
+        })
+        .build()
+        .unwrap();
+    let server = serve_tls(app(layer), world.tls()).await;
+    let base = a_claims(&world);
+    let with = |name: &str, value: Value| {
+        let mut c = base.clone();
+        c[name] = value;
+        world.key.sign(&c)
+    };
+    let without = |name: &str| {
+        let mut c = base.clone();
+        c.as_object_mut().unwrap().remove(name);
+        world.key.sign(&c)
+    };
+    let good = world.token_for_a("read");
+    let (head, rest) = good.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut bad_signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    bad_signature[5] ^= 1;
+    let tampered = format!("{head}.{payload}.{}", URL_SAFE_NO_PAD.encode(bad_signature));
+    let mut typ_jwt = world.key.header();
+    typ_jwt.typ = Some("JWT".into());
+    let mut unknown_kid = world.key.header();
+    unknown_kid.kid = Some("k-unknown".into());
+
+    let cases = [
+        (
+            "expired",
+            with("exp", json!(now() - 120)),
+            AuthReason::Expired,
+        ),
+        (
+            "nbf ahead",
+            with("nbf", json!(now() + 300)),
+            AuthReason::NotYetValid,
+        ),
+        (
+            "issuer",
+            with("iss", json!("https://evil.test")),
+            AuthReason::WrongIssuer,
+        ),
+        (
+            "audience",
+            with("aud", json!("https://other.test")),
+            AuthReason::WrongAudience,
+        ),
+        ("no exp", without("exp"), AuthReason::InvalidClaim),
+        (
+            "scope array",
+            with("scope", json!(["read"])),
+            AuthReason::InvalidClaim,
+        ),
+        ("signature", tampered, AuthReason::BadSignature),
+        ("junk", "not-a-jwt".to_owned(), AuthReason::MalformedToken),
+        (
+            "typ",
+            world.key.sign_with(typ_jwt, &base),
+            AuthReason::WrongType,
+        ),
+        (
+            "kid",
+            world.key.sign_with(unknown_kid, &base),
+            AuthReason::UnknownKey,
+        ),
+        ("unbound", without("cnf"), AuthReason::NotBound),
+        (
+            "cnf junk",
+            with("cnf", json!({"jkt": "x"})),
+            AuthReason::UnusableBinding,
+        ),
+        (
+            "bound to B",
+            with("cnf", json!({"x5t#S256": world.b.thumbprint})),
+            AuthReason::OtherCertificate,
+        ),
+    ];
+    for (case, token, reason) in cases {
+        let answer = as_a(&server, &world, "/whoami", &token).await;
+        assert_eq!(answer.json()["reason"], reason.as_str(), "{case}");
+    }
+    let answer = as_a(&server, &world, "/admin", &good).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.json()["reason"], "insufficient_scope");
+    let answer = call(&server, &world, Some(&world.a), "/whoami", &[]).await;
+    assert_eq!(answer.json()["reason"], "missing_credentials");
+    let answer = call(
+        &server,
+        &world,
+        Some(&world.a),
+        "/whoami",
+        &[("authorization", b"Bearer a b")],
+    )
+    .await;
+    assert_eq!(answer.json()["reason"], "malformed_request");
+}

@@ -145,9 +145,7 @@ fn certificate_key(der: &[u8]) -> Result<CertificateKey, String> {
 /// coordinates have `size` bytes; `None` for any other encoding.
 fn ec_coordinates(point: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
     match point.split_first() {
-        Some((4, coordinates)) if coordinates.len() == 2 * size => {
-            Some(coordinates.split_at(size))
-        }
+        Some((4, coordinates)) if coordinates.len() == 2 * size => Some(coordinates.split_at(size)),
         _ => None,
     }
 }
