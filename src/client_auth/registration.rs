@@ -375,6 +375,43 @@ mod tests {
     }
 
     #[test]
+    fn ec_coordinates_keep_their_leading_zeros_and_rsa_integers_may_lose_them() {
+        // EC coordinates are fixed-size octet strings (RFC 7518 §6.2.1.2): one that
+        // starts with a zero byte is compared whole. A key whose x does is one in 256.
+        let (der, key) = (0..5000)
+            .map(|_| self_signed(&rcgen::PKCS_ECDSA_P256_SHA256))
+            .find(|(_, key)| key.public_key_raw()[1] == 0)
+            .expect("a key whose x starts with 0x00");
+        assert!(register(&ec_jwk(&der, &key)).is_ok());
+
+        // RSA integers are compared by value: a modulus given with a leading zero byte
+        // is the same modulus.
+        let (der, _) = self_signed(&rcgen::PKCS_RSA_SHA256);
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::prelude::X509Certificate::from_der(&der).unwrap();
+        let spki = cert.public_key().parsed().unwrap();
+        let x509_parser::public_key::PublicKey::RSA(rsa) = spki else {
+            panic!("an RSA key");
+        };
+        let start = rsa.modulus.iter().position(|b| *b != 0).unwrap();
+        let padded = [&[0u8][..], &rsa.modulus[start..]].concat();
+        let jwk = json!({
+            "kty": "RSA", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(padded),
+            "x5c": [STANDARD.encode(&der)],
+        });
+        assert!(register(&jwk).is_ok());
+    }
+
+    #[test]
+    fn scopes_are_kept_as_registered() {
+        let registration =
+            ClientRegistration::tls_client_auth("c", ExpectedIdentity::SanDns("c.example".into()))
+                .with_scopes(["read", "write"]);
+        assert_eq!(registration.scopes(), ["read", "write"]);
+        assert_eq!(registration.client_id(), "c");
+    }
+
+    #[test]
     fn only_uncompressed_points_have_coordinates() {
         let uncompressed = [[4u8].as_slice(), &[1; 32], &[2; 32]].concat();
         assert_eq!(
