@@ -9,7 +9,7 @@ use axum::response::Response;
 use crate::binding::BindingPolicy;
 use crate::cert::{ClientCertificateSource, ConnectionCertificate};
 use crate::error::ErrorResponder;
-use crate::token::{JwtVerifier, KeySet, KeySource, StaticKeys, TokenTypes};
+use crate::token::{JwtVerifierBuilder, KeySet, KeySource, TokenVerifier};
 use crate::{AuthError, MtlsBoundTokenLayer};
 
 /// The default clock-skew leeway for `exp` and `nbf`.
@@ -71,16 +71,15 @@ pub enum ConfigError {
     /// Not an `x5t#S256` thumbprint.
     #[error("{0:?} is not an x5t#S256 thumbprint (base64url of a SHA-256, no padding)")]
     InvalidThumbprint(String),
+    /// A custom verifier together with the built-in JWT verifier's options.
+    #[error(
+        "both .verifier(..) and JWT options (issuer, audience, keys, leeway, token types) are set: \
+         configure the JWT checks on the verifier you give, or drop .verifier(..)"
+    )]
+    VerifierAndJwtOptions,
     /// A size limit of zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
-}
-
-enum Keys {
-    None,
-    File(PathBuf),
-    Json(Vec<u8>),
-    Source(Arc<dyn KeySource>),
 }
 
 /// Builds an [`MtlsBoundTokenLayer`]. Starts strict: tokens must be bound, `typ` must be
@@ -98,13 +97,9 @@ enum Keys {
 /// # Ok::<(), mtls_bound_token::ConfigError>(())
 /// ```
 pub struct MtlsBoundTokenLayerBuilder {
-    issuer: Option<String>,
-    audience: Option<String>,
-    keys: Keys,
-    leeway: Duration,
+    jwt: JwtVerifierBuilder,
+    verifier: Option<Arc<dyn TokenVerifier>>,
     binding: BindingPolicy,
-    extra_token_types: Vec<String>,
-    any_token_type: bool,
     max_authorization_len: usize,
     certificate_source: Arc<dyn ClientCertificateSource>,
     responder: Option<ErrorResponder>,
@@ -113,9 +108,8 @@ pub struct MtlsBoundTokenLayerBuilder {
 impl std::fmt::Debug for MtlsBoundTokenLayerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MtlsBoundTokenLayerBuilder")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("leeway", &self.leeway)
+            .field("jwt", &self.jwt)
+            .field("custom_verifier", &self.verifier.is_some())
             .field("binding", &self.binding)
             .finish_non_exhaustive()
     }
@@ -124,13 +118,9 @@ impl std::fmt::Debug for MtlsBoundTokenLayerBuilder {
 impl Default for MtlsBoundTokenLayerBuilder {
     fn default() -> Self {
         Self {
-            issuer: None,
-            audience: None,
-            keys: Keys::None,
-            leeway: DEFAULT_LEEWAY,
+            jwt: JwtVerifierBuilder::default(),
+            verifier: None,
             binding: BindingPolicy::Required,
-            extra_token_types: Vec::new(),
-            any_token_type: false,
             max_authorization_len: DEFAULT_MAX_AUTHORIZATION_LEN,
             certificate_source: Arc::new(ConnectionCertificate),
             responder: None,
@@ -141,43 +131,52 @@ impl Default for MtlsBoundTokenLayerBuilder {
 impl MtlsBoundTokenLayerBuilder {
     /// The `iss` every token must carry, compared exactly. Required.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
+        self.jwt = self.jwt.issuer(issuer);
         self
     }
 
     /// This resource server's identifier: `aud` must equal it or, as an array, contain
     /// it. Required.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
+        self.jwt = self.jwt.audience(audience);
         self
     }
 
     /// Verification keys from a JWKS file, read when [`build`](Self::build) runs.
     pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.keys = Keys::File(path.into());
+        self.jwt = self.jwt.jwks_file(path);
         self
     }
 
     /// Verification keys from a JWKS document.
     pub fn jwks_json(mut self, json: impl AsRef<[u8]>) -> Self {
-        self.keys = Keys::Json(json.as_ref().to_vec());
+        self.jwt = self.jwt.jwks_json(json);
         self
     }
 
     /// Verification keys from a parsed [`KeySet`].
-    pub fn key_set(self, keys: KeySet) -> Self {
-        self.key_source(StaticKeys::new(keys))
+    pub fn key_set(mut self, keys: KeySet) -> Self {
+        self.jwt = self.jwt.key_set(keys);
+        self
     }
 
     /// Verification keys from any [`KeySource`].
     pub fn key_source(mut self, source: impl KeySource) -> Self {
-        self.keys = Keys::Source(Arc::new(source));
+        self.jwt = self.jwt.key_source(source);
+        self
+    }
+
+    /// Verifies tokens with `verifier` instead of the built-in JWT verifier (whose
+    /// methods above, issuer to token types, must then not be used). The binding and
+    /// scope checks stay the layer's.
+    pub fn verifier(mut self, verifier: impl TokenVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
         self
     }
 
     /// Clock-skew leeway for `exp` and `nbf`; default 30 s, at most 5 minutes.
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.jwt = self.jwt.leeway(leeway);
         self
     }
 
@@ -200,15 +199,13 @@ impl MtlsBoundTokenLayerBuilder {
     /// which many servers put on access tokens). Without the explicit type, an ID token
     /// signed by the same issuer can be confused with an access token.
     pub fn accept_token_type(mut self, typ: impl Into<String>) -> Self {
-        let typ = typ.into().to_ascii_lowercase();
-        let typ = typ.strip_prefix("application/").unwrap_or(&typ).to_owned();
-        self.extra_token_types.push(typ);
+        self.jwt = self.jwt.accept_token_type(typ);
         self
     }
 
     /// **Weakens**: accepts any `typ`, or none.
     pub fn accept_any_token_type(mut self) -> Self {
-        self.any_token_type = true;
+        self.jwt = self.jwt.accept_any_token_type();
         self
     }
 
@@ -255,40 +252,25 @@ impl MtlsBoundTokenLayerBuilder {
     /// [`ConfigError`] saying what is missing or wrong: no issuer, audience or keys, an
     /// unreadable or unusable JWKS, a leeway over 5 minutes.
     pub fn build(self) -> Result<MtlsBoundTokenLayer, ConfigError> {
-        crate::crypto::install_jwt_provider();
-        let issuer = self.issuer.ok_or(ConfigError::MissingIssuer)?;
-        if issuer.is_empty() {
-            return Err(ConfigError::Empty("issuer"));
-        }
-        let audience = self.audience.ok_or(ConfigError::MissingAudience)?;
-        if audience.is_empty() {
-            return Err(ConfigError::Empty("audience"));
-        }
-        if self.leeway > MAX_LEEWAY {
-            return Err(ConfigError::LeewayTooLarge(self.leeway));
-        }
         if self.max_authorization_len == 0 {
             return Err(ConfigError::Zero("max_authorization_len"));
         }
-        let keys: Arc<dyn KeySource> = match self.keys {
-            Keys::None => return Err(ConfigError::MissingKeys),
-            Keys::File(path) => Arc::new(StaticKeys::new(KeySet::from_jwks_file(path)?)),
-            Keys::Json(json) => Arc::new(StaticKeys::new(KeySet::from_jwks_json(&json)?)),
-            Keys::Source(source) => source,
+        let verifier: Arc<dyn TokenVerifier> = match self.verifier {
+            Some(_) if self.jwt.is_configured() => return Err(ConfigError::VerifierAndJwtOptions),
+            Some(verifier) => verifier,
+            None => {
+                let jwt = self.jwt.build()?;
+                tracing::info!(
+                    issuer = %jwt.issuer(),
+                    audience = %jwt.audience(),
+                    binding = ?self.binding,
+                    "access tokens: verified for this issuer and audience"
+                );
+                Arc::new(jwt)
+            }
         };
-        let token_types = if self.any_token_type {
-            TokenTypes::Any
-        } else {
-            TokenTypes::AccessTokenJwtAnd(self.extra_token_types)
-        };
-        tracing::info!(
-            issuer = %issuer,
-            audience = %audience,
-            binding = ?self.binding,
-            "access tokens: verified for this issuer and audience"
-        );
         Ok(MtlsBoundTokenLayer::from_policy(Policy {
-            verifier: JwtVerifier::new(keys, &issuer, &audience, self.leeway, token_types),
+            verifier,
             binding: self.binding,
             max_authorization_len: self.max_authorization_len,
             certificate_source: self.certificate_source,
@@ -299,7 +281,7 @@ impl MtlsBoundTokenLayerBuilder {
 
 /// A checked configuration, shared by every clone of the layer and its services.
 pub(crate) struct Policy {
-    pub(crate) verifier: JwtVerifier,
+    pub(crate) verifier: Arc<dyn TokenVerifier>,
     pub(crate) binding: BindingPolicy,
     pub(crate) max_authorization_len: usize,
     pub(crate) certificate_source: Arc<dyn ClientCertificateSource>,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::response::Response;
-use http::{Extensions, HeaderMap, Request};
+use http::Request;
+use http::request::Parts;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Instrument, field};
@@ -145,7 +146,10 @@ where
         let future = async move {
             // Whatever the client or an outer layer put there is not ours to trust.
             request.extensions_mut().remove::<ClientIdentity>();
-            match authorize(&policy, request.headers(), request.extensions()).await {
+            let (parts, body) = request.into_parts();
+            let outcome = authorize(&policy, &parts).await;
+            let mut request = Request::from_parts(parts, body);
+            match outcome {
                 Ok(identity) => {
                     let span = tracing::Span::current();
                     span.record("outcome", "accepted");
@@ -171,7 +175,8 @@ where
                     tracing::debug!(
                         status = error.status().as_u16(),
                         error = error.error_code().unwrap_or("none"),
-                        reason = %error.description(),
+                        reason = error.reason().as_str(),
+                        description = %error.description(),
                         "request refused"
                     );
                     Ok(error.to_response_with(policy.responder.as_ref()))
@@ -185,16 +190,12 @@ where
 }
 
 /// The five steps for one request.
-async fn authorize(
-    policy: &Policy,
-    headers: &HeaderMap,
-    extensions: &Extensions,
-) -> Result<ClientIdentity, AuthError> {
+async fn authorize(policy: &Policy, request: &Parts) -> Result<ClientIdentity, AuthError> {
     let certificate = policy
         .certificate_source
-        .client_certificate(headers, extensions)?;
-    let token = bearer_token(headers, policy.max_authorization_len)?;
-    let claims = policy.verifier.verify(token).await?;
+        .client_certificate(&request.headers, &request.extensions)?;
+    let token = bearer_token(&request.headers, policy.max_authorization_len)?;
+    let claims = policy.verifier.verify(token, request).await?;
     let bound = check_binding(policy.binding, &claims, certificate.as_deref())?;
     Ok(ClientIdentity::new(certificate, claims, bound))
 }

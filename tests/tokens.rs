@@ -566,3 +566,105 @@ async fn each_refusal_has_its_matchable_reason() {
     .await;
     assert_eq!(answer.json()["reason"], "malformed_request");
 }
+
+/// A verifier of our own: opaque tokens looked up in a table, the request's head seen.
+struct Table {
+    claims: Value,
+}
+
+impl mtls_bound_token::token::TokenVerifier for Table {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        request: &'a http::request::Parts,
+    ) -> mtls_bound_token::token::VerifyFuture<'a> {
+        use mtls_bound_token::{AuthError, AuthReason};
+        Box::pin(async move {
+            assert_eq!(
+                request.uri.path(),
+                "/whoami",
+                "the verifier sees the request"
+            );
+            match token {
+                "opaque-a" => mtls_bound_token::token::TokenClaims::from_json(
+                    self.claims.as_object().unwrap().clone(),
+                ),
+                "down" => Err(AuthError::unavailable(
+                    "the authorization server is unreachable",
+                    std::time::Duration::from_secs(2),
+                )),
+                _ => Err(AuthError::invalid_token_because(
+                    AuthReason::Inactive,
+                    "the token is not active",
+                )),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_custom_verifier_keeps_the_layers_binding_and_refusals() {
+    let world = World::new();
+    let layer = MtlsBoundTokenLayer::builder()
+        .verifier(Table {
+            claims: a_claims(&world),
+        })
+        .build()
+        .unwrap();
+    let server = serve_tls(app(layer), world.tls()).await;
+
+    let answer = as_a(&server, &world, "/whoami", "opaque-a").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["client_id"], "client-a");
+    // The binding is the layer's: the same token with B's certificate is refused.
+    let with_b = call(
+        &server,
+        &world,
+        Some(&world.b),
+        "/whoami",
+        &[("authorization", &bearer("opaque-a"))],
+    )
+    .await;
+    assert_invalid_token(&with_b, "opaque token of A with B's certificate");
+    assert_invalid_token(
+        &as_a(&server, &world, "/whoami", "opaque-x").await,
+        "inactive",
+    );
+    let down = as_a(&server, &world, "/whoami", "down").await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.headers["retry-after"], "2");
+
+    // A verifier replaces the JWT options; both at once is a configuration error.
+    let err = MtlsBoundTokenLayer::builder()
+        .verifier(Table { claims: json!({}) })
+        .issuer(ISSUER)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(".verifier(..)"), "{err}");
+}
+
+#[tokio::test]
+async fn the_jwt_verifier_is_a_verifier_of_its_own() {
+    use mtls_bound_token::token::JwtVerifier;
+    let world = World::new();
+    let verifier = JwtVerifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_json(world.jwks())
+        .build()
+        .unwrap();
+    let claims = verifier
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
+    assert_eq!(claims.client_id(), Some("client-a"));
+    assert!(claims.expires_at().is_some());
+    let layer = MtlsBoundTokenLayer::builder()
+        .verifier(verifier)
+        .build()
+        .unwrap();
+    let server = serve_tls(app(layer), world.tls()).await;
+    let answer = as_a(&server, &world, "/whoami", &world.token_for_a("read")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}

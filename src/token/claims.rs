@@ -32,7 +32,16 @@ pub(crate) enum Confirmation {
 }
 
 impl TokenClaims {
-    pub(crate) fn from_claims(all: Map<String, Value>) -> Result<Self, AuthError> {
+    /// The claims of a token a [`TokenVerifier`](super::TokenVerifier) has verified: a
+    /// JWT's payload, or an introspection answer. Reads `iss` (required), `sub`,
+    /// `client_id`, `scope` / `scp`, and `cnf` (RFC 8705 §3.1), which the layer then
+    /// checks against the request's certificate. Does not check `exp`: verifying is the
+    /// verifier's work.
+    ///
+    /// # Errors
+    /// 401 `invalid_token` ([`AuthReason::InvalidClaim`]) when one of those claims has
+    /// the wrong type, or `iss` is missing.
+    pub fn from_json(all: Map<String, Value>) -> Result<Self, AuthError> {
         let string = |name: &'static str| -> Result<Option<String>, AuthError> {
             match all.get(name) {
                 None => Ok(None),
@@ -115,6 +124,12 @@ impl TokenClaims {
         self.scopes.iter().any(|s| s == scope)
     }
 
+    /// `exp`, when it is a number of seconds since the epoch.
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        let exp = self.all.get("exp")?.as_u64()?;
+        std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(exp))
+    }
+
     /// One claim by name.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.all.get(name)
@@ -168,7 +183,7 @@ mod tests {
     use serde_json::json;
 
     fn claims(value: Value) -> Result<TokenClaims, AuthError> {
-        TokenClaims::from_claims(value.as_object().unwrap().clone())
+        TokenClaims::from_json(value.as_object().unwrap().clone())
     }
 
     #[test]

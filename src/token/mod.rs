@@ -4,10 +4,12 @@ mod bearer;
 mod claims;
 mod jwt;
 mod keys;
+mod verifier;
 
 pub(crate) use claims::Confirmation;
 pub use claims::TokenClaims;
 pub use keys::{KeyError, KeySet, KeySetFuture, KeySource, KeySourceError, StaticKeys};
 
 pub(crate) use bearer::bearer_token;
-pub(crate) use jwt::{JwtVerifier, TokenTypes};
+pub use jwt::{JwtVerifier, JwtVerifierBuilder};
+pub use verifier::{TokenVerifier, VerifyFuture};
