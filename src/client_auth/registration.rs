@@ -403,6 +403,24 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_registered_twice_still_authenticates() {
+        // The same certificate under two keys of the JWKS (a rotation that re-used it).
+        let (der, key) = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let mut first = ec_jwk(&der, &key);
+        first["kid"] = json!("one");
+        let mut second = first.clone();
+        second["kid"] = json!("two");
+        let (other, _) = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let jwks = json!({ "keys": [first, second] }).to_string();
+        let registration =
+            ClientRegistration::self_signed_tls_client_auth("client-s", jwks.as_bytes()).unwrap();
+        let peer = PeerCertificate::from_der(&der).unwrap();
+        assert!(registration.is_registered_certificate(&peer));
+        let other = PeerCertificate::from_der(&other).unwrap();
+        assert!(!registration.is_registered_certificate(&other));
+    }
+
+    #[test]
     fn scopes_are_kept_as_registered() {
         let registration =
             ClientRegistration::tls_client_auth("c", ExpectedIdentity::SanDns("c.example".into()))

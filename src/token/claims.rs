@@ -198,6 +198,32 @@ mod tests {
     }
 
     #[test]
+    fn claims_are_read_as_given() {
+        let c = claims(json!({
+            "iss": "https://as.example", "sub": "svc", "client_id": "c1", "exp": 4102444800u64,
+            "custom": {"team": "x"},
+        }))
+        .unwrap();
+        assert_eq!(c.issuer(), "https://as.example");
+        assert_eq!(c.subject(), Some("svc"));
+        assert_eq!(c.client_id(), Some("c1"));
+        assert_eq!(c.get("custom"), Some(&json!({"team": "x"})));
+        assert_eq!(c.get("nothing"), None);
+        assert_eq!(c.all().len(), 5);
+        assert_eq!(
+            c.expires_at(),
+            Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(4102444800))
+        );
+        let without = claims(json!({"iss": "i", "exp": "soon"})).unwrap();
+        assert_eq!(without.subject(), None);
+        assert_eq!(without.expires_at(), None);
+        assert_eq!(
+            claims(json!({"sub": "x"})).unwrap_err().reason(),
+            AuthReason::InvalidClaim
+        );
+    }
+
+    #[test]
     fn cnf_shapes() {
         let hash = [9u8; 32];
         let good = URL_SAFE_NO_PAD.encode(hash);
