@@ -339,6 +339,17 @@ mod tests {
     }
 
     #[test]
+    fn the_size_bound_is_a_mebibyte_inclusive() {
+        // A valid JWKS padded with whitespace to exactly 1 MiB is read; a byte more is not.
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let jwks = format!(r#"{{"keys": [{{"kty": "OKP", "crv": "Ed25519", "x": "{x}"}}]}}"#);
+        let padded = |len: usize| format!("{jwks}{}", " ".repeat(len - jwks.len()));
+        assert!(KeySet::from_jwks_json(padded(1024 * 1024).as_bytes()).is_ok());
+        assert!(error(&padded(1024 * 1024 + 1)).contains("larger than 1048576 bytes"));
+        assert!(KeySet::from_jwks_json(padded(64 * 1024).as_bytes()).is_ok());
+    }
+
+    #[test]
     fn pins_the_algorithm_to_the_key() {
         let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
         let jwk = |alg: &str| {
