@@ -372,6 +372,14 @@ mod tests {
         assert_eq!(keys.select(Some("b")).unwrap().kid.as_deref(), Some("b"));
         assert!(keys.select(Some("c")).is_err());
         assert!(keys.select(None).is_err());
+        assert_eq!(keys.len(), 2);
+        assert!(!keys.is_empty());
+        // The only key serves a token without kid, whatever its own kid.
+        let one =
+            KeySet::from_jwks_json(format!(r#"{{"keys": [{}]}}"#, key("a")).as_bytes()).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one.select(None).unwrap().kid.as_deref(), Some("a"));
+        assert!(one.select(Some("b")).is_err());
         let dup = format!(r#"{{"keys": [{}, {}]}}"#, key("a"), key("a"));
         assert!(error(&dup).contains("duplicate kid"));
     }
