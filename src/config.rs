@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use crate::binding::BindingPolicy;
 use crate::cert::{ClientCertificateSource, ConnectionCertificate};
-use crate::error::ErrorResponder;
+use crate::error::{ErrorResponder, Refusals};
 use crate::token::{JwtVerifierBuilder, KeySet, KeySource, TokenVerifier};
 use crate::{AuthError, MtlsBoundTokenLayer};
 
@@ -77,6 +77,14 @@ pub enum ConfigError {
          configure the JWT checks on the verifier you give, or drop .verifier(..)"
     )]
     VerifierAndJwtOptions,
+    /// A protected resource identifier or metadata URL that cannot be used.
+    #[error("resource {resource:?}: {problem}; give an absolute https URL such as \"https://api.example\"")]
+    InvalidResource {
+        /// The value as given.
+        resource: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A size limit of zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -103,6 +111,7 @@ pub struct MtlsBoundTokenLayerBuilder {
     max_authorization_len: usize,
     certificate_source: Arc<dyn ClientCertificateSource>,
     responder: Option<ErrorResponder>,
+    resource_metadata: Option<String>,
 }
 
 impl std::fmt::Debug for MtlsBoundTokenLayerBuilder {
@@ -124,6 +133,7 @@ impl Default for MtlsBoundTokenLayerBuilder {
             max_authorization_len: DEFAULT_MAX_AUTHORIZATION_LEN,
             certificate_source: Arc::new(ConnectionCertificate),
             responder: None,
+            resource_metadata: None,
         }
     }
 }
@@ -246,6 +256,14 @@ impl MtlsBoundTokenLayerBuilder {
         self
     }
 
+    /// Adds RFC 9728's `resource_metadata="<url>"` to every challenge, pointing clients
+    /// at this resource's metadata document (see
+    /// [`ProtectedResourceMetadata::url`](crate::ProtectedResourceMetadata::url)).
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        self.resource_metadata = Some(url.into());
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     ///
     /// # Errors
@@ -254,6 +272,9 @@ impl MtlsBoundTokenLayerBuilder {
     pub fn build(self) -> Result<MtlsBoundTokenLayer, ConfigError> {
         if self.max_authorization_len == 0 {
             return Err(ConfigError::Zero("max_authorization_len"));
+        }
+        if let Some(url) = &self.resource_metadata {
+            crate::metadata::check_metadata_url(url)?;
         }
         let verifier: Arc<dyn TokenVerifier> = match self.verifier {
             Some(_) if self.jwt.is_configured() => return Err(ConfigError::VerifierAndJwtOptions),
@@ -274,7 +295,10 @@ impl MtlsBoundTokenLayerBuilder {
             binding: self.binding,
             max_authorization_len: self.max_authorization_len,
             certificate_source: self.certificate_source,
-            responder: self.responder,
+            refusals: Refusals {
+                responder: self.responder,
+                resource_metadata: self.resource_metadata.map(Into::into),
+            },
         }))
     }
 }
@@ -285,7 +309,7 @@ pub(crate) struct Policy {
     pub(crate) binding: BindingPolicy,
     pub(crate) max_authorization_len: usize,
     pub(crate) certificate_source: Arc<dyn ClientCertificateSource>,
-    pub(crate) responder: Option<ErrorResponder>,
+    pub(crate) refusals: Refusals,
 }
 
 #[cfg(test)]

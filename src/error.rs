@@ -247,8 +247,19 @@ impl AuthError {
 
     /// The `WWW-Authenticate` challenge of RFC 6750 §3.
     pub fn www_authenticate(&self) -> HeaderValue {
+        self.challenge(None)
+    }
+
+    /// The challenge, with RFC 9728's `resource_metadata` when there is one.
+    fn challenge(&self, resource_metadata: Option<&str>) -> HeaderValue {
+        let metadata = resource_metadata
+            .map(|url| format!("resource_metadata=\"{}\"", quoted_string_safe(url)));
         let Some(code) = self.error_code() else {
-            return HeaderValue::from_static("Bearer");
+            return match metadata {
+                Some(metadata) => HeaderValue::from_str(&format!("Bearer {metadata}"))
+                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer")),
+                None => HeaderValue::from_static("Bearer"),
+            };
         };
         let mut value = format!(
             "Bearer error=\"{code}\", error_description=\"{}\"",
@@ -256,6 +267,10 @@ impl AuthError {
         );
         if let Self::InsufficientScope { scope } = self {
             value.push_str(&format!(", scope=\"{}\"", quoted_string_safe(scope)));
+        }
+        if let Some(metadata) = metadata {
+            value.push_str(", ");
+            value.push_str(&metadata);
         }
         // quoted_string_safe leaves only visible ASCII and spaces, which always form a
         // valid header value; the fallback is there so that this can never panic.
@@ -265,14 +280,14 @@ impl AuthError {
     /// The response with the default JSON body
     /// `{"error": "...", "error_description": "..."}`.
     pub fn to_response(&self) -> Response {
-        self.to_response_with(None)
+        self.to_response_with(&Refusals::default())
     }
 
     /// The response, its body made by `responder` when one is given. Status,
     /// `WWW-Authenticate` (a 503 has `Retry-After` instead: it is no challenge) and
     /// `Cache-Control: no-store` are always set by this crate.
-    pub(crate) fn to_response_with(&self, responder: Option<&ErrorResponder>) -> Response {
-        let mut response = match responder {
+    pub(crate) fn to_response_with(&self, refusals: &Refusals) -> Response {
+        let mut response = match &refusals.responder {
             Some(responder) => (responder.0)(self),
             None => self.default_body(),
         };
@@ -284,7 +299,8 @@ impl AuthError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             None => {
-                headers.insert(header::WWW_AUTHENTICATE, self.www_authenticate());
+                let challenge = self.challenge(refusals.resource_metadata.as_deref());
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
             }
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -345,19 +361,36 @@ impl fmt::Debug for ErrorResponder {
     }
 }
 
+/// How the layer answers refusals: its [`ErrorResponder`] and the RFC 9728 metadata
+/// URL of its challenges. Put into the extensions of the requests it lets through, so
+/// that scope checks and extractors behind it answer the same way.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Refusals {
+    pub(crate) responder: Option<ErrorResponder>,
+    pub(crate) resource_metadata: Option<Arc<str>>,
+}
+
+impl Refusals {
+    /// Whether these are the defaults (nothing to pass on).
+    pub(crate) fn is_default(&self) -> bool {
+        self.responder.is_none() && self.resource_metadata.is_none()
+    }
+}
+
 /// A refusal from an extractor or scope check behind the layer: the error, rendered with
-/// the layer's [`ErrorResponder`] when the request passed through one.
+/// the layer's [`ErrorResponder`] (and challenge parameters) when the request passed
+/// through one.
 #[derive(Debug)]
 pub struct AuthRejection {
     pub(crate) error: AuthError,
-    pub(crate) responder: Option<ErrorResponder>,
+    pub(crate) refusals: Refusals,
 }
 
 impl AuthRejection {
     pub(crate) fn new(error: AuthError, extensions: &http::Extensions) -> Self {
         Self {
             error,
-            responder: extensions.get::<ErrorResponder>().cloned(),
+            refusals: extensions.get::<Refusals>().cloned().unwrap_or_default(),
         }
     }
 
@@ -369,7 +402,7 @@ impl AuthRejection {
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        self.error.to_response_with(self.responder.as_ref())
+        self.error.to_response_with(&self.refusals)
     }
 }
 
@@ -445,6 +478,26 @@ mod tests {
         assert_eq!(
             AuthReason::OtherCertificate.to_string(),
             "other_certificate"
+        );
+    }
+
+    #[test]
+    fn challenges_point_at_the_resource_metadata() {
+        let url = Some("https://api.example/.well-known/oauth-protected-resource");
+        assert_eq!(
+            AuthError::MissingCredentials.challenge(url),
+            "Bearer resource_metadata=\"https://api.example/.well-known/oauth-protected-resource\""
+        );
+        assert_eq!(
+            AuthError::invalid_token("expired").challenge(url),
+            "Bearer error=\"invalid_token\", error_description=\"expired\", \
+             resource_metadata=\"https://api.example/.well-known/oauth-protected-resource\""
+        );
+        assert_eq!(
+            AuthError::insufficient_scope("admin").challenge(url),
+            "Bearer error=\"insufficient_scope\", error_description=\"the access token lacks \
+             the scope admin\", scope=\"admin\", \
+             resource_metadata=\"https://api.example/.well-known/oauth-protected-resource\""
         );
     }
 

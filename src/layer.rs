@@ -165,8 +165,8 @@ where
                     tracing::debug!(bound = identity.is_bound(), "request authorized");
                     let extensions = request.extensions_mut();
                     extensions.insert(identity);
-                    if let Some(responder) = &policy.responder {
-                        extensions.insert(responder.clone());
+                    if !policy.refusals.is_default() {
+                        extensions.insert(policy.refusals.clone());
                     }
                     inner.call(request).await
                 }
@@ -179,7 +179,7 @@ where
                         description = %error.description(),
                         "request refused"
                     );
-                    Ok(error.to_response_with(policy.responder.as_ref()))
+                    Ok(error.to_response_with(&policy.refusals))
                 }
             }
         };

@@ -75,6 +75,7 @@ mod crypto;
 mod error;
 mod identity;
 mod layer;
+mod metadata;
 mod scope;
 pub mod serve;
 pub mod tls;
@@ -92,6 +93,7 @@ pub use crypto::install_jwt_provider;
 pub use error::{AuthError, AuthReason, AuthRejection, ErrorResponder};
 pub use identity::ClientIdentity;
 pub use layer::{MtlsBoundToken, MtlsBoundTokenLayer, ResponseFuture};
+pub use metadata::ProtectedResourceMetadata;
 pub use scope::{RequireScope, RequireScopeLayer, RequiredScope, WithScope};
 
 /// The README's code blocks, compiled as doctests.

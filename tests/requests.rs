@@ -406,3 +406,92 @@ async fn the_layer_passes_the_inner_services_backpressure_through() {
     let mut cx = std::task::Context::from_waker(waker);
     assert!(busy.poll_ready(&mut cx).is_pending());
 }
+
+#[tokio::test]
+async fn the_resource_metadata_is_served_and_every_challenge_points_at_it() {
+    let world = World::new();
+    let metadata = mtls_bound_token::ProtectedResourceMetadata::new(AUDIENCE)
+        .unwrap()
+        .authorization_server(ISSUER)
+        .scopes_supported(["read", "admin"]);
+    let layer = MtlsBoundTokenLayer::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_json(world.jwks())
+        .resource_metadata(metadata.url())
+        .build()
+        .unwrap();
+    let server = serve_tls(app(layer).merge(metadata.router()), world.tls()).await;
+    let pointer = format!("resource_metadata=\"{}\"", metadata.url());
+    assert_eq!(
+        metadata.url(),
+        "https://api.test/.well-known/oauth-protected-resource"
+    );
+
+    // The document needs no token.
+    let answer = call(
+        &server,
+        &world,
+        Some(&world.a),
+        "/.well-known/oauth-protected-resource",
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(
+        answer.json(),
+        json!({
+            "resource": AUDIENCE,
+            "authorization_servers": [ISSUER],
+            "bearer_methods_supported": ["header"],
+            "tls_client_certificate_bound_access_tokens": true,
+            "scopes_supported": ["read", "admin"],
+        })
+    );
+
+    // No token, a stolen token, a missing scope: each challenge names the document.
+    let answer = call(&server, &world, Some(&world.a), "/whoami", &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.challenge(), format!("Bearer {pointer}"));
+    let token = world.token_for_a("read");
+    let answer = call(
+        &server,
+        &world,
+        Some(&world.b),
+        "/whoami",
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.challenge().starts_with("Bearer error=\"invalid_token\""));
+    assert!(answer.challenge().ends_with(&format!(", {pointer}")));
+    let answer = call(
+        &server,
+        &world,
+        Some(&world.a),
+        "/admin",
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(answer.challenge().contains("error=\"insufficient_scope\""));
+    assert!(answer.challenge().ends_with(&format!(", {pointer}")));
+
+    // Without it configured, challenges stay as they were.
+    let plain = serve_tls(app(world.layer()), world.tls()).await;
+    let answer = call(&plain, &world, Some(&world.a), "/whoami", &[]).await;
+    assert_eq!(answer.challenge(), "Bearer");
+}
+
+#[test]
+fn a_resource_metadata_url_that_cannot_be_quoted_stops_the_build() {
+    let err = MtlsBoundTokenLayer::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_json(World::new().jwks())
+        .resource_metadata("https://api.test/\"x")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("https://api.test/"), "{err}");
+}
