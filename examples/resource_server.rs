@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Routes: `GET /healthz` (open), `GET /whoami` (the caller's identity as JSON),
-//! `GET /admin` (the same, but the token must carry scope `admin`).
+//! `GET /admin` (the same, but the token must carry scope `admin`), and, when
+//! `--audience` is an http(s) URL, its RFC 9728 metadata at
+//! `GET /.well-known/oauth-protected-resource[/<audience path>]` (open).
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -21,7 +23,9 @@ use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
 use cli::{LimitArgs, ProxyArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
-use mtls_bound_token::{ClientIdentity, MtlsBoundTokenLayer, RequireScopeLayer};
+use mtls_bound_token::{
+    ClientIdentity, MtlsBoundTokenLayer, ProtectedResourceMetadata, RequireScopeLayer,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve /whoami and /admin to clients whose token is bound to their certificate")]
@@ -73,6 +77,15 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Handlers first: a SIGTERM right after "listening on" must be a graceful stop.
     let shutdown = shutdown_signal();
+    // The audience is the resource's identifier: when it is a URL, publish its metadata.
+    let metadata = ProtectedResourceMetadata::new(&args.audience).map(|metadata| {
+        metadata
+            .authorization_server(&args.issuer)
+            .scopes_supported(["admin"])
+    });
+    if let Err(e) = &metadata {
+        tracing::info!("no protected resource metadata route: {e}");
+    }
     let mut auth = MtlsBoundTokenLayer::builder()
         .issuer(args.issuer)
         .audience(args.audience)
@@ -93,6 +106,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .route_layer(auth)
         .route("/healthz", get(|| async { "ok" }));
+    let app = match metadata {
+        Ok(metadata) => app.merge(metadata.router()),
+        Err(_) => app,
+    };
     let server = args.limits.server()?;
 
     match (args.tls_cert, args.tls_key) {

@@ -49,6 +49,26 @@ fn mtls_contract_with_curl_and_python() {
     assert_eq!(none.status, 401);
     assert_eq!(none.header("www-authenticate").as_deref(), Some("Bearer"));
 
+    // RFC 9728 metadata for the audience, open to anyone with a certificate.
+    let metadata = curl(
+        &url("/.well-known/oauth-protected-resource"),
+        Some(&f.ca),
+        pair(&f.a),
+        None,
+    );
+    assert_eq!(metadata.status, 200, "{}", metadata.body);
+    let metadata: Value = serde_json::from_str(&metadata.body).unwrap();
+    assert_eq!(
+        metadata,
+        json!({
+            "resource": AUDIENCE,
+            "authorization_servers": [ISSUER],
+            "bearer_methods_supported": ["header"],
+            "tls_client_certificate_bound_access_tokens": true,
+            "scopes_supported": ["admin"],
+        })
+    );
+
     let admin = curl(&url("/admin"), Some(&f.ca), pair(&f.a), Some(&token));
     assert_eq!(admin.status, 403);
     assert!(
