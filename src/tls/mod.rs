@@ -34,7 +34,7 @@ mod ca_bundle;
 mod config;
 mod diagnostics;
 mod facts;
-mod files;
+pub(crate) mod files;
 mod listener;
 mod verifier;
 

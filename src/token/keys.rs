@@ -69,6 +69,20 @@ impl KeySet {
     /// [`KeyError`] naming the key and what is wrong with it, or saying that no usable
     /// signature key is left.
     pub fn from_jwks_json(json: &[u8]) -> Result<Self, KeyError> {
+        Self::parse(json, None)
+    }
+
+    /// Parses a JWKS published by an authorization server, skipping (and returning
+    /// in `skipped`) each key this crate cannot use, so that a key of a new kind at the
+    /// server does not stop every token: only a document without one usable key fails.
+    pub(crate) fn from_published_jwks_json(
+        json: &[u8],
+        skipped: &mut Vec<KeyError>,
+    ) -> Result<Self, KeyError> {
+        Self::parse(json, Some(skipped))
+    }
+
+    fn parse(json: &[u8], mut skipped: Option<&mut Vec<KeyError>>) -> Result<Self, KeyError> {
         if json.len() > MAX_JWKS_LEN {
             return Err(KeyError(format!(
                 "the JWKS is larger than {MAX_JWKS_LEN} bytes"
@@ -83,13 +97,18 @@ impl KeySet {
         };
         let mut keys: Vec<VerificationKey> = Vec::new();
         for (index, jwk) in entries.iter().enumerate() {
-            let Some(key) = parse_jwk(index, jwk)? else {
-                continue;
-            };
-            if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
-                return Err(KeyError::at(index, key.kid.as_deref(), "duplicate kid"));
+            let key = parse_jwk(index, jwk).and_then(|key| match key {
+                Some(key) if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) => {
+                    Err(KeyError::at(index, key.kid.as_deref(), "duplicate kid"))
+                }
+                key => Ok(key),
+            });
+            match (key, skipped.as_deref_mut()) {
+                (Ok(Some(key)), _) => keys.push(key),
+                (Ok(None), _) => {}
+                (Err(e), Some(skipped)) => skipped.push(e),
+                (Err(e), None) => return Err(e),
             }
-            keys.push(key);
         }
         if keys.is_empty() {
             return Err(KeyError(
@@ -119,6 +138,11 @@ impl KeySet {
     /// Whether the set holds no key (never true for a parsed set).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Whether a key has this `kid`.
+    pub(crate) fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// The key for a token: by `kid`, or the only key when the token names none.
