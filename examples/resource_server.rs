@@ -15,13 +15,14 @@
 mod cli;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
 use cli::{LimitArgs, ProxyArgs, announce, exit_code, init_tracing};
+use mtls_bound_token::remote::{AuthServerClient, RemoteError, RemoteJwks, discover};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use mtls_bound_token::{
     ClientIdentity, MtlsBoundTokenLayer, ProtectedResourceMetadata, RequireScopeLayer,
@@ -33,9 +34,27 @@ struct Args {
     /// Socket address to listen on.
     #[arg(long, default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
-    /// JWKS file that access tokens are verified with.
+    /// JWKS that access tokens are verified with: a file, or an `http://` or `https://`
+    /// URL that is fetched and kept fresh (its Cache-Control, refetched at most every
+    /// 10 s for tokens with an unknown kid).
+    #[arg(
+        long,
+        value_name = "PATH_OR_URL",
+        required_unless_present = "discovery",
+        conflicts_with = "discovery"
+    )]
+    jwks: Option<String>,
+    /// Find the JWKS from --issuer's metadata (RFC 8414, else OpenID Connect Discovery),
+    /// instead of --jwks. The metadata must name exactly --issuer.
     #[arg(long)]
-    jwks: PathBuf,
+    discovery: bool,
+    /// Permit plain-http JWKS and discovery URLs (loopback and tests only).
+    #[arg(long)]
+    allow_http_keys: bool,
+    /// CA bundle (PEM or DER) that https URLs of the authorization server are verified
+    /// with (default: the system's roots).
+    #[arg(long, value_name = "PEM")]
+    as_ca: Option<PathBuf>,
     /// Required `iss` of access tokens.
     #[arg(long)]
     issuer: String,
@@ -87,9 +106,29 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("no protected resource metadata route: {e}");
     }
     let mut auth = MtlsBoundTokenLayer::builder()
-        .issuer(args.issuer)
-        .audience(args.audience)
-        .jwks_file(args.jwks);
+        .issuer(&args.issuer)
+        .audience(args.audience);
+    let jwks = match (args.jwks, args.discovery) {
+        (Some(jwks), _) => jwks,
+        (None, _) => {
+            let client = auth_server_client(args.allow_http_keys, args.as_ca.as_deref())?;
+            let metadata = discover(&client, &args.issuer).await?;
+            tracing::info!(metadata = %metadata.metadata_url, "authorization server metadata read");
+            metadata.jwks_uri.ok_or_else(|| {
+                format!(
+                    "the metadata of {} has no jwks_uri; give --jwks instead of --discovery",
+                    args.issuer
+                )
+            })?
+        }
+    };
+    auth = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+        let client = auth_server_client(args.allow_http_keys, args.as_ca.as_deref())?;
+        let keys = RemoteJwks::builder(&jwks).client(client).build().await?;
+        auth.key_source(keys)
+    } else {
+        auth.jwks_file(jwks)
+    };
     if let Binding::Optional = args.binding {
         auth = auth.allow_unbound_tokens();
     }
@@ -149,6 +188,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// The client for the authorization server's URLs.
+fn auth_server_client(
+    allow_http: bool,
+    ca: Option<&Path>,
+) -> Result<AuthServerClient, RemoteError> {
+    let mut client = AuthServerClient::builder();
+    if allow_http {
+        client = client.allow_http_for_loopback_and_tests();
+    }
+    if let Some(ca) = ca {
+        client = client.ca_file(ca);
+    }
+    client.build()
 }
 
 /// The caller's identity; its JSON shape is `ClientIdentity`'s `Serialize`.

@@ -78,7 +78,9 @@ pub enum ConfigError {
     )]
     VerifierAndJwtOptions,
     /// A protected resource identifier or metadata URL that cannot be used.
-    #[error("resource {resource:?}: {problem}; give an absolute https URL such as \"https://api.example\"")]
+    #[error(
+        "resource {resource:?}: {problem}; give an absolute https URL such as \"https://api.example\""
+    )]
     InvalidResource {
         /// The value as given.
         resource: String,

@@ -57,12 +57,13 @@ impl ProtectedResourceMetadata {
         if resource.contains('#') || resource.contains('?') {
             return Err(invalid("it has a query or fragment"));
         }
-        if !resource.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        if !resource
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
             return Err(invalid("it has spaces, quotes or non-ASCII characters"));
         }
-        let uri: Uri = resource
-            .parse()
-            .map_err(|_| invalid("it is not a URL"))?;
+        let uri: Uri = resource.parse().map_err(|_| invalid("it is not a URL"))?;
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(invalid("it is not an absolute URL"));
         };
@@ -142,8 +143,14 @@ impl ProtectedResourceMetadata {
 fn metadata_response(body: String) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
         ],
         body,
     )
@@ -155,7 +162,10 @@ fn metadata_response(body: String) -> Response {
 pub(crate) fn check_metadata_url(url: &str) -> Result<(), ConfigError> {
     let problem = if !(url.starts_with("https://") || url.starts_with("http://")) {
         Some("it is not an absolute https URL")
-    } else if !url.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+    } else if !url
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
         Some("it has spaces, quotes or non-ASCII characters")
     } else {
         None
@@ -176,7 +186,10 @@ mod tests {
     #[test]
     fn the_well_known_segment_goes_before_the_resources_path() {
         let m = ProtectedResourceMetadata::new("https://api.example/v1/").unwrap();
-        assert_eq!(m.well_known_path(), "/.well-known/oauth-protected-resource/v1");
+        assert_eq!(
+            m.well_known_path(),
+            "/.well-known/oauth-protected-resource/v1"
+        );
         assert_eq!(
             m.url(),
             "https://api.example/.well-known/oauth-protected-resource/v1"

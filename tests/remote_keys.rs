@@ -53,7 +53,12 @@ async fn jwks(State(upstream): State<Upstream>) -> Response {
     let (status, body, cache_control, delay) = {
         let mut answer = upstream.0.lock().unwrap();
         answer.jwks_requests += 1;
-        (answer.status, answer.body.clone(), answer.cache_control, answer.delay)
+        (
+            answer.status,
+            answer.body.clone(),
+            answer.cache_control,
+            answer.delay,
+        )
     };
     tokio::time::sleep(delay).await;
     let mut headers = HeaderMap::new();
@@ -97,7 +102,13 @@ fn verifier(keys: RemoteJwks) -> JwtVerifier {
 }
 
 fn token(world: &World, key: &SigningKey) -> String {
-    key.sign(&pki::claims(ISSUER, AUDIENCE, "client-a", "read", Some(&world.a)))
+    key.sign(&pki::claims(
+        ISSUER,
+        AUDIENCE,
+        "client-a",
+        "read",
+        Some(&world.a),
+    ))
 }
 
 /// A token whose header names `kid` (signed by `key`, which does not have that kid).
@@ -138,12 +149,18 @@ async fn remote_keys_verify_tokens_and_a_rotated_key_is_picked_up_within_the_int
     let stats = keys.clone();
     let verifier = verifier(keys);
 
-    let claims = verifier.verify_token(&world.token_for_a("read")).await.unwrap();
+    let claims = verifier
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
     assert_eq!(claims.client_id(), Some("client-a"));
     assert_eq!(upstream.requests(), 1);
     // Known keys are served from the cache.
     for _ in 0..20 {
-        verifier.verify_token(&world.token_for_a("read")).await.unwrap();
+        verifier
+            .verify_token(&world.token_for_a("read"))
+            .await
+            .unwrap();
     }
     assert_eq!(upstream.requests(), 1);
 
@@ -157,7 +174,10 @@ async fn remote_keys_verify_tokens_and_a_rotated_key_is_picked_up_within_the_int
     assert_eq!(claims.client_id(), Some("client-a"));
     assert_eq!(upstream.requests(), 2);
     // The old key still verifies: it is still published.
-    verifier.verify_token(&world.token_for_a("read")).await.unwrap();
+    verifier
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
     assert_eq!(stats.stats().keys, 2);
     assert_eq!(upstream.requests(), 2);
 }
@@ -185,9 +205,9 @@ async fn a_burst_of_random_kids_costs_one_fetch() {
     let mut tasks = Vec::new();
     for token in tokens.clone() {
         let verifier = Arc::clone(&verifier);
-        tasks.push(tokio::spawn(async move {
-            verifier.verify_token(&token).await
-        }));
+        tasks.push(tokio::spawn(
+            async move { verifier.verify_token(&token).await },
+        ));
     }
     for task in tasks {
         let err = task.await.unwrap().unwrap_err();
@@ -235,13 +255,22 @@ async fn when_the_server_goes_down_the_last_good_keys_keep_serving() {
         "{:?}",
         stats.stats()
     );
-    verifier.verify_token(&world.token_for_a("read")).await.unwrap();
+    verifier
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
     // A token that needs a new key is refused, not a 5xx of ours.
     let k2 = SigningKey::es256("k2");
-    let err = verifier.verify_token(&token(&world, &k2)).await.unwrap_err();
+    let err = verifier
+        .verify_token(&token(&world, &k2))
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), AuthReason::UnknownKey, "{err}");
     drop(server);
-    verifier.verify_token(&world.token_for_a("read")).await.unwrap();
+    verifier
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -262,13 +291,20 @@ async fn the_last_good_keys_stop_serving_after_the_staleness_bound() {
     upstream.set(|a| a.status = StatusCode::SERVICE_UNAVAILABLE);
     // Fresh for 1 s, then stale for 1 s: gone after that, as refreshes keep failing.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let err = verifier.verify_token(&world.token_for_a("read")).await.unwrap_err();
+    let err = verifier
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), AuthReason::Unavailable, "{err}");
     // Back up: served again once a fetch succeeds.
     upstream.set(|a| a.status = StatusCode::OK);
     let mut ok = false;
     for _ in 0..60 {
-        if verifier.verify_token(&world.token_for_a("read")).await.is_ok() {
+        if verifier
+            .verify_token(&world.token_for_a("read"))
+            .await
+            .is_ok()
+        {
             ok = true;
             break;
         }
@@ -319,7 +355,11 @@ async fn start_up_fails_clearly_or_starts_and_answers_503() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    let retry: u64 = answer.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=10).contains(&retry), "{retry}");
     assert!(answer.headers.get("www-authenticate").is_none());
 
@@ -359,11 +399,19 @@ async fn answers_that_are_not_a_usable_jwks_are_refused() {
             .build()
             .unwrap()
     };
-    let err = RemoteJwks::builder(&url).client(small()).build().await.unwrap_err();
+    let err = RemoteJwks::builder(&url)
+        .client(small())
+        .build()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("larger than 16384 bytes"), "{err}");
 
     upstream.set(|a| a.body = "{\"keys\": 5}".into());
-    let err = RemoteJwks::builder(&url).client(small()).build().await.unwrap_err();
+    let err = RemoteJwks::builder(&url)
+        .client(small())
+        .build()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("\"keys\" array"), "{err}");
 
     // A published set with a key of an unusable kind keeps its usable keys.
@@ -372,9 +420,16 @@ async fn answers_that_are_not_a_usable_jwks_are_refused() {
         serde_json::from_str::<serde_json::Value>(&world.jwks()).unwrap()["keys"][0]
     );
     upstream.set(|a| a.body = doc);
-    let keys = RemoteJwks::builder(&url).client(small()).build().await.unwrap();
+    let keys = RemoteJwks::builder(&url)
+        .client(small())
+        .build()
+        .await
+        .unwrap();
     assert_eq!(keys.stats().keys, 1);
-    verifier(keys).verify_token(&world.token_for_a("read")).await.unwrap();
+    verifier(keys)
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
 
     // Plain http is refused unless allowed by name.
     let err = RemoteJwks::builder(&url).build().await.unwrap_err();
@@ -398,8 +453,15 @@ async fn https_keys_are_verified_with_the_given_ca() {
         .ca_pem(&world.ca.cert_pem)
         .build()
         .unwrap();
-    let keys = RemoteJwks::builder(&url).client(client).build().await.unwrap();
-    verifier(keys).verify_token(&world.token_for_a("read")).await.unwrap();
+    let keys = RemoteJwks::builder(&url)
+        .client(client)
+        .build()
+        .await
+        .unwrap();
+    verifier(keys)
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
 
     // Another CA: the handshake fails, and the error says so.
     let other = pki::Ca::root("Other CA");
@@ -407,9 +469,16 @@ async fn https_keys_are_verified_with_the_given_ca() {
         .ca_pem(&other.cert_pem)
         .build()
         .unwrap();
-    let err = RemoteJwks::builder(&url).client(client).build().await.unwrap_err();
+    let err = RemoteJwks::builder(&url)
+        .client(client)
+        .build()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(&url), "{err}");
-    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
     assert_eq!(upstream.requests(), 1);
 }
 
@@ -441,7 +510,10 @@ async fn discovery_checks_the_issuer_and_finds_the_jwks() {
     let client = loopback_client();
     // RFC 8414's document is missing (404): OpenID Connect's is used.
     let metadata = discover(&client, &issuer).await.unwrap();
-    assert_eq!(metadata.jwks_uri.as_deref(), Some(format!("http://{addr}/jwks").as_str()));
+    assert_eq!(
+        metadata.jwks_uri.as_deref(),
+        Some(format!("http://{addr}/jwks").as_str())
+    );
     assert_eq!(
         metadata.introspection_endpoint.as_deref(),
         Some(format!("http://{addr}/introspect").as_str())

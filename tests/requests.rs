@@ -464,7 +464,11 @@ async fn the_resource_metadata_is_served_and_every_challenge_points_at_it() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    assert!(answer.challenge().starts_with("Bearer error=\"invalid_token\""));
+    assert!(
+        answer
+            .challenge()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
     assert!(answer.challenge().ends_with(&format!(", {pointer}")));
     let answer = call(
         &server,

@@ -366,3 +366,117 @@ fn proxy_mode_over_plain_http_and_over_mtls() {
         "the proxy's own certificate is never the client's"
     );
 }
+
+/// A plain-HTTP authorization server on loopback serving fixed documents by path, for
+/// the rest of the test process.
+fn serve_documents(docs: impl FnOnce(&str) -> Vec<(String, String)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut app = axum::Router::new();
+    for (path, body) in docs(&base) {
+        app = app.route(
+            &path,
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        );
+    }
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    base
+}
+
+#[test]
+fn keys_by_url_and_by_discovery() {
+    let world = World::new();
+    let f = Files::new(&world);
+    let issuer = serve_documents(|base| {
+        vec![
+            (
+                "/.well-known/oauth-authorization-server".into(),
+                json!({"issuer": base, "jwks_uri": format!("{base}/jwks")}).to_string(),
+            ),
+            ("/jwks".into(), world.jwks()),
+        ]
+    });
+    let token = world.key.sign(&pki::claims(
+        &issuer,
+        AUDIENCE,
+        "client-a",
+        "read",
+        Some(&world.a),
+    ));
+    let tls = |extra: &[&str]| {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            s(&f.server_cert),
+            "--tls-key",
+            s(&f.server_key),
+            "--client-ca",
+            s(&f.ca),
+            "--issuer",
+            &issuer,
+            "--audience",
+            AUDIENCE,
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let binary = example_binary("resource_server");
+    let jwks_url = format!("{issuer}/jwks");
+    for keys in [
+        vec!["--discovery", "--allow-http-keys"],
+        vec!["--jwks", &jwks_url, "--allow-http-keys"],
+    ] {
+        let args = tls(&keys);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = start(&binary, &args);
+        let url = format!("https://localhost:{}/whoami", server.addr.port());
+        let answer = curl(&url, Some(&f.ca), pair(&f.a), Some(&token));
+        assert_eq!(answer.status, 200, "{keys:?}: {}", answer.body);
+        let stolen = curl(&url, Some(&f.ca), pair(&f.b), Some(&token));
+        assert_eq!(stolen.status, 401, "{keys:?}");
+    }
+
+    // Plain http without the option, and a discovery document for another issuer, stop
+    // start-up with a message that says what to fix.
+    let refused = |extra: &[&str], says: &str| {
+        let args = tls(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_to_end(&binary, &args);
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    };
+    refused(&["--jwks", &jwks_url], "plain http");
+    refused(&["--discovery"], "plain http");
+    let other = serve_documents(|base| {
+        vec![(
+            "/.well-known/openid-configuration".into(),
+            json!({"issuer": "https://someone.else", "jwks_uri": format!("{base}/jwks")})
+                .to_string(),
+        )]
+    });
+    let args = tls(&["--discovery", "--allow-http-keys"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let at = args.iter().position(|a| *a == "--issuer").unwrap();
+    args[at + 1] = &other;
+    let out = run_to_end(&binary, &args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("instead of"), "{stderr}");
+    assert!(stderr.contains("someone.else"), "{stderr}");
+    refused(&["--jwks", "x", "--discovery"], "cannot be used with");
+}

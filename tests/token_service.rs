@@ -254,25 +254,26 @@ impl Setup {
         );
         assert_eq!(jwks.status, 200, "{}", jwks.body);
         let jwks = write(self.dir.path(), "issuer.jwks.json", &jwks.body);
-        start(
-            binary("resource_server"),
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--jwks",
-                s(&jwks),
-                "--issuer",
-                ISSUER,
-                "--audience",
-                AUDIENCE,
-                "--tls-cert",
-                s(&self.server_cert),
-                "--tls-key",
-                s(&self.server_key),
-                "--client-ca",
-                s(&self.ca),
-            ],
-        )
+        self.start_resource_server_with(&["--jwks", s(&jwks)])
+    }
+
+    /// The example resource server with these key options.
+    fn start_resource_server_with(&self, keys: &[&str]) -> Running {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(keys);
+        args.extend_from_slice(&[
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--tls-cert",
+            s(&self.server_cert),
+            "--tls-key",
+            s(&self.server_key),
+            "--client-ca",
+            s(&self.ca),
+        ]);
+        start(binary("resource_server"), &args)
     }
 
     /// A token request with curl, presenting `leaf`'s certificate.
@@ -1457,6 +1458,43 @@ fn end_to_end_token_service_then_resource_server() {
         Some(&admin_token),
     );
     assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[test]
+fn the_resource_server_fetches_the_token_services_jwks_over_https() {
+    let setup = Setup::new();
+    let service = setup.start(&[]);
+    let jwks_url = url(&service, "/jwks");
+    let api = setup.start_resource_server_with(&["--jwks", &jwks_url, "--as-ca", s(&setup.ca)]);
+    let (a, b) = (setup.files("a"), setup.files("b"));
+    let whoami = format!("https://localhost:{}/whoami", api.addr.port());
+
+    let answer = setup.curl_token(&service, "a", &form("client-a", &[("scope", "read")]));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let token = answer.json()["access_token"].as_str().unwrap().to_owned();
+    let answer = curl(&whoami, Some(&setup.ca), Some((&a.0, &a.1)), Some(&token));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["client_id"], "client-a");
+    let answer = curl(&whoami, Some(&setup.ca), Some((&b.0, &b.1)), Some(&token));
+    assert_eq!(answer.status, 401, "{}", answer.body);
+
+    // Without --as-ca the system's roots do not know the test CA: start-up stops and
+    // says why.
+    let out = run_to_end(
+        binary("resource_server"),
+        &[
+            "--jwks",
+            &jwks_url,
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&jwks_url), "{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
 }
 
 /// Runs examples/python_client.py: its exit code, stdout and stderr.

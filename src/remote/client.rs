@@ -32,7 +32,9 @@ impl Material {
         match self {
             Self::File(path) => std::fs::read(path)
                 .map(|bytes| (bytes, path.display().to_string()))
-                .map_err(|e| RemoteError::config(format!("cannot read {what} {}: {e}", path.display()))),
+                .map_err(|e| {
+                    RemoteError::config(format!("cannot read {what} {}: {e}", path.display()))
+                }),
             Self::Pem(bytes) => Ok((bytes.clone(), format!("{what} (given in memory)"))),
         }
     }
@@ -108,7 +110,11 @@ impl AuthServerClientBuilder {
     }
 
     /// As [`client_certificate_files`](Self::client_certificate_files), from PEM bytes.
-    pub fn client_certificate_pem(mut self, chain: impl AsRef<[u8]>, key: impl AsRef<[u8]>) -> Self {
+    pub fn client_certificate_pem(
+        mut self,
+        chain: impl AsRef<[u8]>,
+        key: impl AsRef<[u8]>,
+    ) -> Self {
         self.identity = Some((
             Material::Pem(chain.as_ref().to_vec()),
             Material::Pem(key.as_ref().to_vec()),
@@ -142,7 +148,9 @@ impl AuthServerClientBuilder {
     /// [`RemoteError`] naming the file or setting to fix.
     pub fn build(self) -> Result<AuthServerClient, RemoteError> {
         if self.timeout.is_zero() {
-            return Err(RemoteError::config("the authorization server timeout must be above zero"));
+            return Err(RemoteError::config(
+                "the authorization server timeout must be above zero",
+            ));
         }
         if self.max_document_len == 0 {
             return Err(RemoteError::config("max_document_len must be at least 1"));
@@ -156,7 +164,9 @@ impl AuthServerClientBuilder {
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in certs {
                     roots.add(cert).map_err(|e| {
-                        RemoteError::config(format!("{name}: a certificate is not a usable CA: {e}"))
+                        RemoteError::config(format!(
+                            "{name}: a certificate is not a usable CA: {e}"
+                        ))
                     })?;
                 }
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
@@ -313,14 +323,21 @@ impl AuthServerClient {
         self.send(url, request).await
     }
 
-    async fn send(&self, url: &str, request: reqwest::RequestBuilder) -> Result<Fetched, RemoteError> {
+    async fn send(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, RemoteError> {
         let mut response = request
             .send()
             .await
             .map_err(|e| RemoteError::fetch(url, describe(&e)))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
-            return Err(RemoteError::fetch(url, format!("answered HTTP {}", status.as_u16())));
+            return Err(RemoteError::fetch(
+                url,
+                format!("answered HTTP {}", status.as_u16()),
+            ));
         }
         let too_large = || {
             RemoteError::fetch(

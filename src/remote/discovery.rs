@@ -135,9 +135,16 @@ mod tests {
             "jwks_uri": "https://as.example/jwks",
         });
         let metadata = read(&client, "https://as.example", "u".into(), &doc).unwrap();
-        assert_eq!(metadata.jwks_uri.as_deref(), Some("https://as.example/jwks"));
+        assert_eq!(
+            metadata.jwks_uri.as_deref(),
+            Some("https://as.example/jwks")
+        );
         assert_eq!(metadata.introspection_endpoint, None);
-        for issuer in ["https://as.example/", "https://evil.example", "https://AS.example"] {
+        for issuer in [
+            "https://as.example/",
+            "https://evil.example",
+            "https://AS.example",
+        ] {
             let err = read(&client, issuer, "u".into(), &doc).unwrap_err();
             assert!(err.to_string().contains("instead of"), "{err}");
         }

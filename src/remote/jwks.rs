@@ -102,7 +102,9 @@ impl RemoteJwksBuilder {
         };
         client.check_url(&self.url)?;
         if self.refetch_interval < Duration::from_secs(1) {
-            return Err(RemoteError::config("the JWKS refetch interval must be at least 1 s"));
+            return Err(RemoteError::config(
+                "the JWKS refetch interval must be at least 1 s",
+            ));
         }
         if self.min_max_age > self.max_max_age {
             return Err(RemoteError::config(
@@ -348,7 +350,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent data (every update is one
         // assignment), so a poisoned lock is still used.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn client_timeout(&self) -> Duration {
@@ -363,7 +367,10 @@ impl Shared {
             })
             .max(Duration::from_secs(1));
         let message = if state.keys.is_some() {
-            format!("the JWKS from {} is older than its staleness bound", self.url)
+            format!(
+                "the JWKS from {} is older than its staleness bound",
+                self.url
+            )
         } else {
             format!("no JWKS could be fetched yet from {}", self.url)
         };
@@ -494,7 +501,9 @@ pub(crate) fn max_age(headers: &HeaderMap) -> Option<Duration> {
             }
             if name.eq_ignore_ascii_case("max-age") {
                 let seconds = argument
-                    .filter(|a| !a.is_empty() && a.len() <= 19 && a.bytes().all(|b| b.is_ascii_digit()))
+                    .filter(|a| {
+                        !a.is_empty() && a.len() <= 19 && a.bytes().all(|b| b.is_ascii_digit())
+                    })
                     .and_then(|a| a.parse::<u64>().ok());
                 if let Some(seconds) = seconds {
                     age = Some(Duration::from_secs(seconds));
@@ -513,7 +522,10 @@ mod tests {
     fn headers(values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for value in values {
-            map.append(http::header::CACHE_CONTROL, HeaderValue::from_str(value).unwrap());
+            map.append(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         map
     }
@@ -521,13 +533,33 @@ mod tests {
     #[test]
     fn max_age_is_read_from_cache_control() {
         assert_eq!(max_age(&headers(&[])), None);
-        assert_eq!(max_age(&headers(&["public, max-age=600"])), Some(Duration::from_secs(600)));
-        assert_eq!(max_age(&headers(&["MAX-AGE = 7"])), Some(Duration::from_secs(7)));
-        assert_eq!(max_age(&headers(&["max-age=\"30\""])), Some(Duration::from_secs(30)));
-        assert_eq!(max_age(&headers(&["public", "max-age=5"])), Some(Duration::from_secs(5)));
-        assert_eq!(max_age(&headers(&["max-age=60, no-cache"])), Some(Duration::ZERO));
+        assert_eq!(
+            max_age(&headers(&["public, max-age=600"])),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            max_age(&headers(&["MAX-AGE = 7"])),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            max_age(&headers(&["max-age=\"30\""])),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            max_age(&headers(&["public", "max-age=5"])),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            max_age(&headers(&["max-age=60, no-cache"])),
+            Some(Duration::ZERO)
+        );
         assert_eq!(max_age(&headers(&["no-store"])), Some(Duration::ZERO));
-        for junk in ["max-age=", "max-age=-1", "max-age=1e3", "max-age=99999999999999999999"] {
+        for junk in [
+            "max-age=",
+            "max-age=-1",
+            "max-age=1e3",
+            "max-age=99999999999999999999",
+        ] {
             assert_eq!(max_age(&headers(&[junk])), None, "{junk}");
         }
     }
