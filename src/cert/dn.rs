@@ -469,6 +469,20 @@ mod tests {
     }
 
     #[test]
+    fn teletex_and_bmp_strings_are_read_as_text() {
+        let text = |tag: Tag, data: &[u8]| match value_of_any(&Any::from_tag_and_data(tag, data)) {
+            Value::Text(text) => Some(text),
+            Value::Der(_) => None,
+        };
+        // T.61 as Latin-1, BMP as UTF-16 big-endian.
+        assert_eq!(text(Tag::TeletexString, b"Caf\xe9").as_deref(), Some("Caf\u{e9}"));
+        assert_eq!(text(Tag::BmpString, &[0, b'a', 0x20, 0xac]).as_deref(), Some("a\u{20ac}"));
+        // An odd number of bytes is no BMP string: kept as DER, never a panic.
+        assert_eq!(text(Tag::BmpString, &[0, b'a', 0]), None);
+        assert_eq!(text(Tag::OctetString, b"a"), None);
+    }
+
+    #[test]
     fn an_escaped_comma_is_part_of_the_value() {
         let spoof = dn("CN=evil\\,O=Example");
         assert_eq!(spoof.rdns.len(), 1);
