@@ -87,6 +87,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// Two routes of an [`IssuerRouter`](crate::token::IssuerRouter) for one issuer.
+    #[error("issuer {0:?} is configured twice; give each issuer one verifier")]
+    DuplicateIssuer(String),
     /// A size limit of zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),

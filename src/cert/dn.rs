@@ -475,8 +475,14 @@ mod tests {
             Value::Der(_) => None,
         };
         // T.61 as Latin-1, BMP as UTF-16 big-endian.
-        assert_eq!(text(Tag::TeletexString, b"Caf\xe9").as_deref(), Some("Caf\u{e9}"));
-        assert_eq!(text(Tag::BmpString, &[0, b'a', 0x20, 0xac]).as_deref(), Some("a\u{20ac}"));
+        assert_eq!(
+            text(Tag::TeletexString, b"Caf\xe9").as_deref(),
+            Some("Caf\u{e9}")
+        );
+        assert_eq!(
+            text(Tag::BmpString, &[0, b'a', 0x20, 0xac]).as_deref(),
+            Some("a\u{20ac}")
+        );
         // An odd number of bytes is no BMP string: kept as DER, never a panic.
         assert_eq!(text(Tag::BmpString, &[0, b'a', 0]), None);
         assert_eq!(text(Tag::OctetString, b"a"), None);

@@ -1,5 +1,6 @@
 //! Authorization servers over the network: verification keys from a `jwks_uri`
-//! ([`RemoteJwks`]), and the server's own metadata ([`discover`]).
+//! ([`RemoteJwks`]), opaque tokens by introspection ([`IntrospectionVerifier`]), and
+//! the server's own metadata ([`discover`]).
 //!
 //! Everything here goes through one [`AuthServerClient`]: rustls on this build's crypto
 //! provider, https only unless plain http is allowed by name, the system's roots or a
@@ -9,12 +10,17 @@
 
 mod client;
 mod discovery;
+mod introspection;
 mod jwks;
 
 pub use client::{
     AuthServerClient, AuthServerClientBuilder, DEFAULT_MAX_DOCUMENT_LEN, DEFAULT_TIMEOUT,
 };
 pub use discovery::{AuthServerMetadata, discover};
+pub use introspection::{
+    DEFAULT_INACTIVE_CACHE_TTL, DEFAULT_INTROSPECTION_CACHE_BYTES, DEFAULT_INTROSPECTION_CACHE_TTL,
+    DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, IntrospectionVerifier, IntrospectionVerifierBuilder,
+};
 pub use jwks::{RemoteJwks, RemoteJwksBuilder, RemoteJwksStats};
 
 /// Why talking to an authorization server failed, or why its configuration cannot be

@@ -4,6 +4,7 @@ mod bearer;
 mod claims;
 mod jwt;
 mod keys;
+mod router;
 mod verifier;
 
 pub(crate) use claims::Confirmation;
@@ -12,4 +13,5 @@ pub use keys::{KeyError, KeySet, KeySetFuture, KeySource, KeySourceError, Static
 
 pub(crate) use bearer::bearer_token;
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
+pub use router::{IssuerRouter, IssuerRouterBuilder, IssuerVerifier};
 pub use verifier::{TokenVerifier, VerifyFuture};
