@@ -17,13 +17,17 @@ mod cli;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
 use cli::{LimitArgs, ProxyArgs, announce, exit_code, init_tracing};
-use mtls_bound_token::remote::{AuthServerClient, RemoteError, RemoteJwks, discover};
+use mtls_bound_token::remote::{
+    AuthServerClient, IntrospectionVerifier, RemoteError, RemoteJwks, discover,
+};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
+use mtls_bound_token::token::{IssuerRouter, JwtVerifier, TokenVerifier};
 use mtls_bound_token::{
     ClientIdentity, MtlsBoundTokenLayer, ProtectedResourceMetadata, RequireScopeLayer,
 };
@@ -40,7 +44,7 @@ struct Args {
     #[arg(
         long,
         value_name = "PATH_OR_URL",
-        required_unless_present = "discovery",
+        required_unless_present_any = ["discovery", "introspection_url"],
         conflicts_with = "discovery"
     )]
     jwks: Option<String>,
@@ -48,7 +52,18 @@ struct Args {
     /// instead of --jwks. The metadata must name exactly --issuer.
     #[arg(long)]
     discovery: bool,
-    /// Permit plain-http JWKS and discovery URLs (loopback and tests only).
+    /// Verify tokens by introspection (RFC 7662) at this endpoint: alone, or beside
+    /// --jwks / --discovery (then JWTs of --issuer by key, other tokens introspected).
+    #[arg(long, value_name = "URL")]
+    introspection_url: Option<String>,
+    /// client_secret_basic client id for the introspection endpoint.
+    #[arg(long, value_name = "ID", requires = "introspection_client_secret")]
+    introspection_client_id: Option<String>,
+    /// client_secret_basic secret for the introspection endpoint.
+    #[arg(long, value_name = "SECRET", requires = "introspection_client_id")]
+    introspection_client_secret: Option<String>,
+    /// Permit plain-http JWKS, discovery and introspection URLs (loopback and tests
+    /// only).
     #[arg(long)]
     allow_http_keys: bool,
     /// CA bundle (PEM or DER) that https URLs of the authorization server are verified
@@ -105,30 +120,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = &metadata {
         tracing::info!("no protected resource metadata route: {e}");
     }
-    let mut auth = MtlsBoundTokenLayer::builder()
-        .issuer(&args.issuer)
-        .audience(args.audience);
-    let jwks = match (args.jwks, args.discovery) {
-        (Some(jwks), _) => jwks,
-        (None, _) => {
-            let client = auth_server_client(args.allow_http_keys, args.as_ca.as_deref())?;
-            let metadata = discover(&client, &args.issuer).await?;
-            tracing::info!(metadata = %metadata.metadata_url, "authorization server metadata read");
-            metadata.jwks_uri.ok_or_else(|| {
-                format!(
-                    "the metadata of {} has no jwks_uri; give --jwks instead of --discovery",
-                    args.issuer
-                )
-            })?
-        }
-    };
-    auth = if jwks.starts_with("http://") || jwks.starts_with("https://") {
-        let client = auth_server_client(args.allow_http_keys, args.as_ca.as_deref())?;
-        let keys = RemoteJwks::builder(&jwks).client(client).build().await?;
-        auth.key_source(keys)
-    } else {
-        auth.jwks_file(jwks)
-    };
+    let verifier = token_verifier(&args).await?;
+    let mut auth = MtlsBoundTokenLayer::builder().verifier(verifier);
     if let Binding::Optional = args.binding {
         auth = auth.allow_unbound_tokens();
     }
@@ -188,6 +181,88 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// The verifier the options ask for: JWTs by key (--jwks, --discovery), opaque tokens by
+/// introspection (--introspection-url), or both: JWTs of --issuer by key, any other
+/// token introspected.
+async fn token_verifier(args: &Args) -> Result<Arc<dyn TokenVerifier>, Box<dyn std::error::Error>> {
+    let client = || auth_server_client(args.allow_http_keys, args.as_ca.as_deref());
+    let metadata = match args.discovery {
+        true => {
+            let metadata = discover(&client()?, &args.issuer).await?;
+            tracing::info!(metadata = %metadata.metadata_url, "authorization server metadata read");
+            Some(metadata)
+        }
+        false => None,
+    };
+    let jwks = match (&args.jwks, &metadata) {
+        (Some(jwks), _) => Some(jwks.clone()),
+        (None, Some(metadata)) => Some(metadata.jwks_uri.clone().ok_or_else(|| {
+            format!(
+                "the metadata of {} has no jwks_uri; give --jwks instead of --discovery",
+                args.issuer
+            )
+        })?),
+        (None, None) => None,
+    };
+    let jwt = match jwks {
+        Some(jwks) => {
+            let jwt = JwtVerifier::builder()
+                .issuer(&args.issuer)
+                .audience(&args.audience);
+            let jwt = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                jwt.key_source(RemoteJwks::builder(&jwks).client(client()?).build().await?)
+            } else {
+                jwt.jwks_file(jwks)
+            };
+            Some(jwt.build()?)
+        }
+        None => None,
+    };
+    let endpoint = args.introspection_url.clone().or_else(|| {
+        // Discovery names the endpoint; it is used when credentials for it are given.
+        args.introspection_client_id.as_ref()?;
+        metadata.as_ref()?.introspection_endpoint.clone()
+    });
+    let introspection = match (
+        endpoint,
+        &args.introspection_client_id,
+        &args.introspection_client_secret,
+    ) {
+        (Some(endpoint), Some(id), Some(secret)) => Some(
+            IntrospectionVerifier::builder(endpoint)
+                .client(client()?)
+                .client_secret_basic(id, secret)
+                .issuer(&args.issuer)
+                .audience(&args.audience)
+                .build()?,
+        ),
+        (Some(_), _, _) => {
+            return Err("--introspection-url needs --introspection-client-id and \
+                        --introspection-client-secret (client_secret_basic)"
+                .into());
+        }
+        (None, Some(_), _) => {
+            return Err(
+                "--introspection-client-id needs --introspection-url, or --discovery \
+                        with an authorization server that names its introspection_endpoint"
+                    .into(),
+            );
+        }
+        (None, None, _) => None,
+    };
+    Ok(match (jwt, introspection) {
+        (Some(jwt), None) => Arc::new(jwt),
+        (None, Some(introspection)) => Arc::new(introspection),
+        (Some(jwt), Some(introspection)) => Arc::new(
+            IssuerRouter::builder()
+                .issuer(jwt)
+                .otherwise(introspection)
+                .build()?,
+        ),
+        (None, None) => return Err("give --jwks, --discovery or --introspection-url".into()),
+    })
 }
 
 /// The client for the authorization server's URLs.

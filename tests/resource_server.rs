@@ -480,3 +480,125 @@ fn keys_by_url_and_by_discovery() {
     assert!(stderr.contains("someone.else"), "{stderr}");
     refused(&["--jwks", "x", "--discovery"], "cannot be used with");
 }
+
+/// An introspection endpoint on loopback for the rest of the test process: `opaque-a`
+/// is active and bound to `thumbprint`, for client `rs` with secret `pw`.
+fn serve_introspection(issuer_thumbprint: (&str, &str)) -> String {
+    let (issuer, thumbprint) = (
+        issuer_thumbprint.0.to_owned(),
+        issuer_thumbprint.1.to_owned(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (issuer, thumbprint) = (issuer.clone(), thumbprint.clone());
+            async move {
+                // "rs:pw" in Basic.
+                if headers.get("authorization").and_then(|v| v.to_str().ok())
+                    != Some("Basic cnM6cHc=")
+                {
+                    return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+                }
+                let active = body.split('&').any(|field| field == "token=opaque-a");
+                let answer = match active {
+                    true => json!({
+                        "active": true, "iss": issuer, "aud": AUDIENCE, "sub": "client-a",
+                        "client_id": "client-a", "scope": "read",
+                        "exp": pki::now() + 300, "cnf": {"x5t#S256": thumbprint},
+                    }),
+                    false => json!({"active": false}),
+                };
+                (axum::http::StatusCode::OK, answer.to_string())
+            }
+        }),
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
+
+#[test]
+fn opaque_tokens_by_introspection_alone_or_beside_jwts() {
+    let world = World::new();
+    let f = Files::new(&world);
+    let introspection = serve_introspection((ISSUER, &world.a.thumbprint));
+    let jwt = world.token_for_a("read");
+    let credentials = [
+        "--introspection-url",
+        introspection.as_str(),
+        "--introspection-client-id",
+        "rs",
+        "--introspection-client-secret",
+        "pw",
+        "--allow-http-keys",
+    ];
+    let binary = example_binary("resource_server");
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        s(&f.server_cert),
+        "--tls-key",
+        s(&f.server_key),
+        "--client-ca",
+        s(&f.ca),
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+    ];
+    let alone: Vec<&str> = base.iter().chain(&credentials).copied().collect();
+    let mut beside = alone.clone();
+    beside.extend(["--jwks", s(&f.jwks)]);
+    for (args, jwt_status) in [(alone, 401), (beside, 200)] {
+        let server = start(&binary, &args);
+        let url = format!("https://localhost:{}/whoami", server.addr.port());
+        let answer = curl(&url, Some(&f.ca), pair(&f.a), Some("opaque-a"));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["client_id"], "client-a");
+        assert_eq!(body["sub"], "client-a");
+        assert_eq!(body["scopes"], json!(["read"]));
+        assert_eq!(body["bound"], true);
+        let stolen = curl(&url, Some(&f.ca), pair(&f.b), Some("opaque-a"));
+        assert_eq!(stolen.status, 401);
+        let unknown = curl(&url, Some(&f.ca), pair(&f.a), Some("opaque-b"));
+        assert_eq!(unknown.status, 401);
+        // A JWT is verified by key when --jwks is there; alone, it is introspected (and
+        // unknown to this endpoint).
+        let answer = curl(&url, Some(&f.ca), pair(&f.a), Some(&jwt));
+        assert_eq!(answer.status, jwt_status, "{}", answer.body);
+    }
+
+    // Credentials are required, and wrong ones are a 503, not a 401.
+    let mut missing: Vec<&str> = base.to_vec();
+    missing.extend([
+        "--introspection-url",
+        introspection.as_str(),
+        "--allow-http-keys",
+    ]);
+    let out = run_to_end(&binary, &missing);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--introspection-client-id"), "{stderr}");
+    let mut wrong: Vec<&str> = base.to_vec();
+    wrong.extend(credentials);
+    let at = wrong.iter().position(|a| *a == "pw").unwrap();
+    wrong[at] = "nope";
+    let server = start(&binary, &wrong);
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let answer = curl(&url, Some(&f.ca), pair(&f.a), Some("opaque-a"));
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.header("retry-after").as_deref(), Some("5"));
+}
