@@ -318,10 +318,10 @@ impl IntrospectionVerifier {
         let inner = &*self.inner;
         let key = crate::crypto::sha256(token.as_bytes());
         let now = Instant::now();
-        if let Some(entry) = inner.cache.as_ref().and_then(|c| c.get(&key)) {
-            if entry.until > now {
-                return entry.answer;
-            }
+        if let Some(entry) = inner.cache.as_ref().and_then(|c| c.get(&key))
+            && entry.until > now
+        {
+            return entry.answer;
         }
         let permit = tokio::time::timeout(inner.client.timeout(), inner.permits.acquire())
             .await
