@@ -551,5 +551,19 @@ mod tests {
             dn("CN=\\ lead,EMAILADDRESS=a@b").to_string(),
             "CN=\\ lead,1.2.840.113549.1.9.1=a@b"
         );
+        // '#' is special only first; other whitespace only at either end.
+        assert_eq!(dn("CN=a#b").to_string(), "CN=a#b");
+        assert_eq!(dn("CN=\\09a\\09b\\09").to_string(), "CN=\\09a\tb\\09");
+        assert_eq!(dn("CN=a\\09").to_string(), "CN=a\\09");
+        assert_eq!(dn("CN=\\09a").to_string(), "CN=\\09a");
+    }
+
+    #[test]
+    fn names_up_to_4096_bytes_are_read() {
+        let name = |len: usize| format!("CN={}", "x".repeat(len - 3));
+        assert_eq!(name(MAX_DN_LEN).len(), MAX_DN_LEN);
+        assert!(name(MAX_DN_LEN).parse::<DistinguishedName>().is_ok());
+        let err = name(MAX_DN_LEN + 1).parse::<DistinguishedName>().unwrap_err();
+        assert!(err.to_string().contains("4096"), "{err}");
     }
 }
