@@ -563,7 +563,9 @@ mod tests {
         let name = |len: usize| format!("CN={}", "x".repeat(len - 3));
         assert_eq!(name(MAX_DN_LEN).len(), MAX_DN_LEN);
         assert!(name(MAX_DN_LEN).parse::<DistinguishedName>().is_ok());
-        let err = name(MAX_DN_LEN + 1).parse::<DistinguishedName>().unwrap_err();
+        let err = name(MAX_DN_LEN + 1)
+            .parse::<DistinguishedName>()
+            .unwrap_err();
         assert!(err.to_string().contains("4096"), "{err}");
     }
 }
