@@ -529,3 +529,47 @@ async fn discovery_checks_the_issuer_and_finds_the_jwks() {
     let err = discover(&client, &format!("{issuer}/")).await.unwrap_err();
     assert!(err.to_string().contains("instead of"), "{err}");
 }
+
+#[tokio::test]
+async fn an_authorization_server_that_wants_mtls_gets_the_client_certificate() {
+    let world = World::new();
+    let upstream = Upstream::new(world.jwks());
+    // The world's TLS configuration requires a client certificate from its CA.
+    let server = serve_tls(routes(&upstream), world.tls()).await;
+    let url = format!("https://localhost:{}/jwks", server.addr.port());
+
+    let anonymous = AuthServerClient::builder()
+        .ca_pem(&world.ca.cert_pem)
+        .build()
+        .unwrap();
+    let err = RemoteJwks::builder(&url)
+        .client(anonymous)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    assert_eq!(upstream.requests(), 0);
+
+    let with_certificate = AuthServerClient::builder()
+        .ca_pem(&world.ca.cert_pem)
+        .client_certificate_pem(&world.a.chain_pem, &world.a.key_pem)
+        .build()
+        .unwrap();
+    let keys = RemoteJwks::builder(&url)
+        .client(with_certificate)
+        .build()
+        .await
+        .unwrap();
+    verifier(keys)
+        .verify_token(&world.token_for_a("read"))
+        .await
+        .unwrap();
+    assert_eq!(upstream.requests(), 1);
+
+    // A key that does not belong to the certificate is refused at build.
+    let err = AuthServerClient::builder()
+        .client_certificate_pem(&world.a.chain_pem, &world.b.key_pem)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("client identity"), "{err}");
+}
