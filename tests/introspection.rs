@@ -306,6 +306,23 @@ async fn client_authentication_and_an_unavailable_endpoint() {
     assert_eq!(endpoint.form("client_id").as_deref(), Some(BASIC_ID));
     assert!(endpoint.0.lock().unwrap().last_authorization.is_none());
 
+    // tls_client_auth: the client id in the form, no secret anywhere (the certificate
+    // is the AuthServerClient's).
+    let tls = IntrospectionVerifier::builder(&url)
+        .client(client())
+        .tls_client_auth("rs-by-certificate")
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let _ = tls.verify("opaque-a", &parts).await;
+    assert_eq!(
+        endpoint.form("client_id").as_deref(),
+        Some("rs-by-certificate")
+    );
+    assert_eq!(endpoint.form("client_secret"), None);
+    assert!(endpoint.0.lock().unwrap().last_authorization.is_none());
+
     // Wrong credentials are our misconfiguration: 503, never 401 for a good token.
     let wrong = IntrospectionVerifier::builder(&url)
         .client(client())
