@@ -62,6 +62,11 @@ struct Args {
     /// client_secret_basic secret for the introspection endpoint.
     #[arg(long, value_name = "SECRET", requires = "introspection_client_id")]
     introspection_client_secret: Option<String>,
+    /// Verify every request's token (signature or introspection) instead of reusing
+    /// verifications of a repeated token; the binding and scopes are checked on every
+    /// request either way.
+    #[arg(long)]
+    no_token_cache: bool,
     /// Permit plain-http JWKS, discovery and introspection URLs (loopback and tests
     /// only).
     #[arg(long)]
@@ -122,6 +127,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let verifier = token_verifier(&args).await?;
     let mut auth = MtlsBoundTokenLayer::builder().verifier(verifier);
+    if args.no_token_cache {
+        auth = auth.without_token_cache();
+    }
     if let Binding::Optional = args.binding {
         auth = auth.allow_unbound_tokens();
     }

@@ -9,7 +9,10 @@ use axum::response::Response;
 use crate::binding::BindingPolicy;
 use crate::cert::{ClientCertificateSource, ConnectionCertificate};
 use crate::error::{ErrorResponder, Refusals};
-use crate::token::{JwtVerifierBuilder, KeySet, KeySource, TokenVerifier};
+use crate::token::{
+    CachingVerifier, DEFAULT_TOKEN_CACHE_BYTES, DEFAULT_TOKEN_CACHE_ENTRIES,
+    DEFAULT_TOKEN_CACHE_TTL, JwtVerifierBuilder, KeySet, KeySource, TokenVerifier,
+};
 use crate::{AuthError, MtlsBoundTokenLayer};
 
 /// The default clock-skew leeway for `exp` and `nbf`.
@@ -117,6 +120,7 @@ pub struct MtlsBoundTokenLayerBuilder {
     certificate_source: Arc<dyn ClientCertificateSource>,
     responder: Option<ErrorResponder>,
     resource_metadata: Option<String>,
+    token_cache: bool,
 }
 
 impl std::fmt::Debug for MtlsBoundTokenLayerBuilder {
@@ -139,6 +143,7 @@ impl Default for MtlsBoundTokenLayerBuilder {
             certificate_source: Arc::new(ConnectionCertificate),
             responder: None,
             resource_metadata: None,
+            token_cache: true,
         }
     }
 }
@@ -186,6 +191,15 @@ impl MtlsBoundTokenLayerBuilder {
     /// scope checks stay the layer's.
     pub fn verifier(mut self, verifier: impl TokenVerifier) -> Self {
         self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Turns the verified-token cache off: every request's token is verified (its
+    /// signature checked, or introspected). The cache is on by default; see
+    /// [`CachingVerifier`](crate::token::CachingVerifier) for what it keeps and when it
+    /// forgets.
+    pub fn without_token_cache(mut self) -> Self {
+        self.token_cache = false;
         self
     }
 
@@ -295,8 +309,20 @@ impl MtlsBoundTokenLayerBuilder {
                 Arc::new(jwt)
             }
         };
+        let (verifier, token_cache) = if self.token_cache {
+            let cache = Arc::new(CachingVerifier::around(
+                verifier,
+                DEFAULT_TOKEN_CACHE_ENTRIES,
+                DEFAULT_TOKEN_CACHE_BYTES,
+                DEFAULT_TOKEN_CACHE_TTL,
+            )?);
+            (Arc::clone(&cache) as Arc<dyn TokenVerifier>, Some(cache))
+        } else {
+            (verifier, None)
+        };
         Ok(MtlsBoundTokenLayer::from_policy(Policy {
             verifier,
+            token_cache,
             binding: self.binding,
             max_authorization_len: self.max_authorization_len,
             certificate_source: self.certificate_source,
@@ -311,6 +337,7 @@ impl MtlsBoundTokenLayerBuilder {
 /// A checked configuration, shared by every clone of the layer and its services.
 pub(crate) struct Policy {
     pub(crate) verifier: Arc<dyn TokenVerifier>,
+    pub(crate) token_cache: Option<Arc<CachingVerifier>>,
     pub(crate) binding: BindingPolicy,
     pub(crate) max_authorization_len: usize,
     pub(crate) certificate_source: Arc<dyn ClientCertificateSource>,

@@ -65,6 +65,11 @@ impl MtlsBoundTokenLayer {
         MtlsBoundTokenLayerBuilder::default()
     }
 
+    /// Hits and misses of the verified-token cache; `None` when it is off.
+    pub fn token_cache_stats(&self) -> Option<crate::token::TokenCacheStats> {
+        self.policy.token_cache.as_ref().map(|cache| cache.stats())
+    }
+
     /// The strict layer in one call: tokens from `issuer`, for `audience`, verified with
     /// `keys`, bound to the connection's client certificate. Same as
     /// `builder().issuer(..).audience(..).key_set(..).build()`.

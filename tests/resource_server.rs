@@ -602,3 +602,31 @@ fn opaque_tokens_by_introspection_alone_or_beside_jwts() {
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(answer.header("retry-after").as_deref(), Some("5"));
 }
+
+#[test]
+fn with_or_without_the_token_cache_stolen_tokens_stay_refused() {
+    let world = World::new();
+    let f = Files::new(&world);
+    let token = world.token_for_a("read");
+    for extra in [&[][..], &["--no-token-cache"][..]] {
+        let mut args = vec!["--client-ca", s(&f.ca)];
+        args.extend_from_slice(extra);
+        let server = start_resource_server_tls(&f, &args);
+        let url = format!("https://localhost:{}/whoami", server.addr.port());
+        for _ in 0..3 {
+            assert_eq!(
+                curl(&url, Some(&f.ca), pair(&f.a), Some(&token)).status,
+                200
+            );
+            assert_eq!(
+                curl(&url, Some(&f.ca), pair(&f.b), Some(&token)).status,
+                401
+            );
+        }
+        let admin = format!("https://localhost:{}/admin", server.addr.port());
+        assert_eq!(
+            curl(&admin, Some(&f.ca), pair(&f.a), Some(&token)).status,
+            403
+        );
+    }
+}

@@ -392,6 +392,11 @@ impl Shared {
             match result {
                 Ok((keys, max_age)) => {
                     tracing::debug!(jwks = %self.url, keys = keys.len(), max_age_secs = max_age.as_secs(), "JWKS fetched");
+                    // Keys that left the set retire what they verified.
+                    let keys = match &state.keys {
+                        Some(old) => old.succeeded_by(keys),
+                        None => keys,
+                    };
                     state.keys = Some(Arc::new(keys));
                     state.fresh_until = now + max_age;
                     state.stale_until = now + max_age + self.settings.max_staleness;

@@ -17,6 +17,8 @@ pub struct TokenClaims {
     scopes: Vec<String>,
     pub(crate) confirmation: Confirmation,
     all: Map<String, Value>,
+    /// The key that verified the token, when a key did (not for introspection).
+    pub(crate) key_life: Option<super::keys::KeyLife>,
 }
 
 /// The token's `cnf` member (RFC 8705 §3.1), as far as this crate can use it.
@@ -96,6 +98,7 @@ impl TokenClaims {
             client_id,
             scopes,
             all,
+            key_life: None,
         })
     }
 

@@ -335,7 +335,9 @@ impl JwtVerifier {
                 let (reason, description) = describe(e.kind());
                 AuthError::invalid_token_because(reason, description)
             })?;
-        TokenClaims::from_json(data.claims)
+        let mut claims = TokenClaims::from_json(data.claims)?;
+        claims.key_life = Some(key.life.clone());
+        Ok(claims)
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -40,6 +41,27 @@ pub(crate) struct VerificationKey {
     pub(crate) kid: Option<String>,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) key: DecodingKey,
+    /// SHA-256 over the key's `kid` and public members: the same key in two versions
+    /// of a key set has the same identity.
+    identity: [u8; 32],
+    /// Shared with the claims the key verified, so that a token cache drops them when
+    /// the key leaves its set.
+    pub(crate) life: KeyLife,
+}
+
+/// Whether a key is still in its source's key set. Claims verified by a key carry its
+/// life; a cache never serves claims whose key was retired.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyLife(Arc<AtomicBool>);
+
+impl KeyLife {
+    pub(crate) fn is_retired(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn retire(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// A set of public keys for verifying access tokens, each pinned to the algorithms its
@@ -138,6 +160,20 @@ impl KeySet {
     /// Whether the set holds no key (never true for a parsed set).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// This set's successor: keys of `next` that this set also holds keep their
+    /// identity, and keys this set holds that `next` does not are retired, so that
+    /// claims they verified leave the verified-token cache at once. A [`KeySource`]
+    /// that replaces its key set calls it with the new set.
+    pub fn succeeded_by(&self, mut next: KeySet) -> KeySet {
+        for old in &self.keys {
+            match next.keys.iter_mut().find(|k| k.identity == old.identity) {
+                Some(kept) => kept.life = old.life.clone(),
+                None => old.life.retire(),
+            }
+        }
+        next
     }
 
     /// Whether a key has this `kid`.
@@ -258,10 +294,27 @@ fn parse_jwk(index: usize, jwk: &Value) -> Result<Option<VerificationKey>, KeyEr
         }
     };
     Ok(Some(VerificationKey {
+        identity: key_identity(jwk),
         kid,
         algorithms,
         key,
+        life: KeyLife::default(),
     }))
+}
+
+/// SHA-256 over `kid`, `kty` and the public members of every key type (RFC 7638's
+/// members, and `x5c`), each length-prefixed.
+fn key_identity(jwk: &Value) -> [u8; 32] {
+    let mut input = Vec::new();
+    for member in ["kid", "kty", "crv", "e", "n", "x", "y"] {
+        let value = jwk.get(member).and_then(Value::as_str).unwrap_or("");
+        input.extend_from_slice(&(value.len() as u64).to_be_bytes());
+        input.extend_from_slice(value.as_bytes());
+    }
+    let chain = jwk.get("x5c").map(Value::to_string).unwrap_or_default();
+    input.extend_from_slice(&(chain.len() as u64).to_be_bytes());
+    input.extend_from_slice(chain.as_bytes());
+    crate::crypto::sha256(&input)
 }
 
 /// Why a key source could not give keys. The layer answers 503 with `Retry-After`

@@ -1,6 +1,7 @@
 //! The access token: where it is read from, the keys that verify it, and what it claims.
 
 mod bearer;
+mod cache;
 mod claims;
 mod jwt;
 mod keys;
@@ -12,6 +13,10 @@ pub use claims::TokenClaims;
 pub use keys::{KeyError, KeySet, KeySetFuture, KeySource, KeySourceError, StaticKeys};
 
 pub(crate) use bearer::bearer_token;
+pub use cache::{
+    CachingVerifier, DEFAULT_TOKEN_CACHE_BYTES, DEFAULT_TOKEN_CACHE_ENTRIES,
+    DEFAULT_TOKEN_CACHE_TTL, TokenCacheStats,
+};
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
 pub use router::{IssuerRouter, IssuerRouterBuilder, IssuerVerifier};
 pub use verifier::{TokenVerifier, VerifyFuture};

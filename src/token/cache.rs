@@ -1,0 +1,213 @@
+//! The verified-token cache: a service client sends the same token for minutes, so its
+//! signature (or introspection) need not be checked on every request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use http::request::Parts;
+use tokio::time::Instant;
+
+use super::{TokenClaims, TokenVerifier, VerifyFuture};
+use crate::ConfigError;
+
+/// Default number of verified tokens kept.
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 10_000;
+/// Default bound on the bytes the verified-token cache holds.
+pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// Default longest time a verification is reused (never past the token's `exp`).
+pub const DEFAULT_TOKEN_CACHE_TTL: Duration = Duration::from_secs(300);
+/// What an entry costs besides its claims.
+const ENTRY_OVERHEAD: u64 = 256;
+
+#[derive(Clone)]
+struct Entry {
+    claims: TokenClaims,
+    until: Instant,
+    weight: u64,
+}
+
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<[u8; 32], Entry> for Weight {
+    fn weight(&self, _key: &[u8; 32], entry: &Entry) -> u64 {
+        entry.weight
+    }
+}
+
+/// Hits and misses of a [`CachingVerifier`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TokenCacheStats {
+    /// Requests whose token was found verified.
+    pub hits: u64,
+    /// Requests whose token was verified by the inner verifier.
+    pub misses: u64,
+    /// Verified tokens held now.
+    pub entries: usize,
+}
+
+/// Remembers successful verifications of an inner [`TokenVerifier`], keyed by the
+/// SHA-256 of the token (never the token itself).
+///
+/// - What is cached is the verified claims, not the decision: the layer still checks
+///   the binding to *this* request's certificate and the route's scopes on every
+///   request, so a cached token presented with another certificate is still 401.
+/// - An entry lives no longer than the token's `exp` and the TTL (default 5 minutes),
+///   and never longer than the key that verified it stays in its key set: a key that
+///   leaves the JWKS of a [`RemoteJwks`](crate::remote::RemoteJwks) evicts what it
+///   verified.
+/// - Bounded in entries (default 10,000) and in bytes (default 32 MiB); refusals are
+///   never cached.
+///
+/// The layer builder puts one around its verifier unless told
+/// [`without_token_cache`](crate::MtlsBoundTokenLayerBuilder::without_token_cache).
+pub struct CachingVerifier {
+    inner: Arc<dyn TokenVerifier>,
+    cache: quick_cache::sync::Cache<[u8; 32], Entry, Weight>,
+    ttl: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl fmt::Debug for CachingVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachingVerifier")
+            .field("ttl", &self.ttl)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachingVerifier {
+    /// A cache with the default bounds around `inner`.
+    pub fn new(inner: impl TokenVerifier) -> Self {
+        Self::with_bounds(
+            inner,
+            DEFAULT_TOKEN_CACHE_ENTRIES,
+            DEFAULT_TOKEN_CACHE_BYTES,
+            DEFAULT_TOKEN_CACHE_TTL,
+        )
+        .unwrap_or_else(|_| unreachable!("the defaults are valid"))
+    }
+
+    /// A cache of at most `entries` tokens and `bytes` bytes, each kept at most `ttl`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Zero`] for a bound of zero.
+    pub fn with_bounds(
+        inner: impl TokenVerifier,
+        entries: usize,
+        bytes: u64,
+        ttl: Duration,
+    ) -> Result<Self, ConfigError> {
+        Self::around(Arc::new(inner), entries, bytes, ttl)
+    }
+
+    pub(crate) fn around(
+        inner: Arc<dyn TokenVerifier>,
+        entries: usize,
+        bytes: u64,
+        ttl: Duration,
+    ) -> Result<Self, ConfigError> {
+        if entries == 0 {
+            return Err(ConfigError::Zero("token cache entries"));
+        }
+        if bytes == 0 {
+            return Err(ConfigError::Zero("token cache bytes"));
+        }
+        if ttl.is_zero() {
+            return Err(ConfigError::Zero("token cache TTL"));
+        }
+        Ok(Self {
+            inner,
+            cache: quick_cache::sync::Cache::with_weighter(entries, bytes, Weight),
+            ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    /// Hits, misses and entries so far.
+    pub fn stats(&self) -> TokenCacheStats {
+        TokenCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.cache.len(),
+        }
+    }
+
+    async fn verify_cached(
+        &self,
+        token: &str,
+        request: &Parts,
+    ) -> Result<TokenClaims, crate::AuthError> {
+        let key = crate::crypto::sha256(token.as_bytes());
+        let now = Instant::now();
+        if let Some(entry) = self.cache.get(&key) {
+            let key_retired = entry
+                .claims
+                .key_life
+                .as_ref()
+                .is_some_and(|l| l.is_retired());
+            if entry.until > now && !key_retired {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(entry.claims);
+            }
+            self.cache.remove(&key);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let claims = self.inner.verify(token, request).await?;
+        // Until exp, when sooner than the TTL; a token without exp gets the TTL.
+        let lifetime = match claims.expires_at() {
+            Some(exp) => exp
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(self.ttl),
+            None => self.ttl,
+        };
+        if !lifetime.is_zero() {
+            let weight = ENTRY_OVERHEAD + claims_weight(&claims);
+            self.cache.insert(
+                key,
+                Entry {
+                    claims: claims.clone(),
+                    until: now + lifetime,
+                    weight,
+                },
+            );
+        }
+        Ok(claims)
+    }
+}
+
+/// About the bytes the claims hold.
+fn claims_weight(claims: &TokenClaims) -> u64 {
+    fn value(v: &serde_json::Value) -> u64 {
+        match v {
+            serde_json::Value::String(s) => s.len() as u64 + 24,
+            serde_json::Value::Array(items) => items.iter().map(value).sum::<u64>() + 24,
+            serde_json::Value::Object(map) => {
+                map.iter()
+                    .map(|(k, v)| k.len() as u64 + 48 + value(v))
+                    .sum::<u64>()
+                    + 24
+            }
+            _ => 16,
+        }
+    }
+    // The claims are held twice: parsed fields and the map of all.
+    2 * claims
+        .all()
+        .iter()
+        .map(|(k, v)| k.len() as u64 + 48 + value(v))
+        .sum::<u64>()
+}
+
+impl TokenVerifier for CachingVerifier {
+    fn verify<'a>(&'a self, token: &'a str, request: &'a Parts) -> VerifyFuture<'a> {
+        Box::pin(self.verify_cached(token, request))
+    }
+}
