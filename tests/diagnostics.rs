@@ -340,6 +340,23 @@ fn start_up_warns_of_server_certificates_clients_will_refuse() {
         "the fix: {warnings}"
     );
 
+    // A v1 certificate (`openssl x509 -req` without -extfile), which rustls refuses to
+    // serve, is named as such before the error.
+    let (captured, _guard) = Captured::install();
+    let err = TlsServerConfig::builder()
+        .certificate_chain_pem(include_str!("fixtures/v1-client.crt"))
+        .private_key_pem(include_str!("fixtures/v1-client.key"))
+        .accept_any_client_certificate()
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("UnsupportedCertVersion"), "{err}");
+    let warnings = captured.warnings().join("\n");
+    assert!(warnings.contains("X.509 v1"), "{warnings}");
+    assert!(
+        !warnings.contains("certificate has no subjectAltName"),
+        "{warnings}"
+    );
+
     // A good certificate: not a word.
     let (captured, _guard) = Captured::install();
     let world = World::new();

@@ -611,6 +611,57 @@ mod tests {
     }
 
     #[test]
+    fn the_rarer_refusals_are_named_too() {
+        let now = 1_750_000_000;
+        let cause = |e: CertificateError| explain(Some(&facts()), &cert_error(e), &bundle(), now);
+        let e = cause(CertificateError::BadSignature);
+        assert_eq!(e.cause, "bad_signature");
+        assert!(e.message.contains("CN=Other CA"), "{}", e.message);
+        assert_eq!(
+            cause(CertificateError::UnsupportedSignatureAlgorithm).cause,
+            "bad_signature"
+        );
+        assert_eq!(cause(CertificateError::BadEncoding).cause, "malformed");
+        assert_eq!(
+            cause(CertificateError::UnhandledCriticalExtension).cause,
+            "critical_extension"
+        );
+        assert_eq!(cause(CertificateError::Revoked).cause, "revoked");
+        let e = cause(CertificateError::NotValidForName);
+        assert_eq!(e.cause, "other");
+        assert!(e.message.contains("refused"), "{}", e.message);
+        // rustls says expired or not yet valid, but by the certificate's own dates it is
+        // neither at our clock: no date is made up, the refusal is reported as it came.
+        assert_eq!(cause(CertificateError::Expired).cause, "other");
+        assert_eq!(cause(CertificateError::NotValidYet).cause, "other");
+    }
+
+    #[test]
+    fn the_start_up_line_says_what_clients_must_present() {
+        let info = BundleInfo {
+            source: "ca.pem".into(),
+            subjects: vec!["CN=Root".into()],
+        };
+        assert_eq!(
+            Expectation::Ca(info.clone()).summary(true),
+            "required, chaining to ca.pem (which holds CN=Root)"
+        );
+        assert_eq!(
+            Expectation::CaOrSelfSigned(info).summary(false),
+            "optional, chaining to ca.pem (which holds CN=Root) or self-signed"
+        );
+        assert_eq!(
+            Expectation::Any.summary(true),
+            "required, any (not chain-validated: binding only)"
+        );
+        let empty = BundleInfo {
+            source: "<memory>".into(),
+            subjects: Vec::new(),
+        };
+        assert_eq!(empty.describe(), "<memory> (which holds no certificates)");
+    }
+
+    #[test]
     fn a_bundle_names_a_few_of_its_cas() {
         let info = BundleInfo {
             source: "ca.pem".into(),
@@ -622,6 +673,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("and 2 more"), "{text}");
+        let three = BundleInfo {
+            source: "ca.pem".into(),
+            subjects: (1..=CAS_NAMED).map(|i| format!("CN=CA {i}")).collect(),
+        };
+        assert_eq!(
+            three.describe(),
+            "ca.pem (which holds CN=CA 1; CN=CA 2; CN=CA 3)"
+        );
     }
 
     #[test]
