@@ -505,3 +505,44 @@ async fn a_flood_of_one_junk_token_costs_one_introspection() {
     }
     assert_eq!(endpoint.requests(), 1);
 }
+
+#[tokio::test]
+async fn tokens_not_in_the_cache_are_introspected_at_most_so_often() {
+    let endpoint = Endpoint::default();
+    let (_as, url) = start_endpoint(&endpoint).await;
+    let verifier = introspection(&url).max_per_second(5).build().unwrap();
+    let parts = http::Request::new(()).into_parts().0;
+    use mtls_bound_token::token::TokenVerifier;
+    let mut reasons = Vec::new();
+    for i in 0..20 {
+        let err = verifier
+            .verify(&format!("junk-{i}"), &parts)
+            .await
+            .unwrap_err();
+        reasons.push(err.reason());
+    }
+    // Five asked (and inactive), the rest refused for now without asking.
+    assert_eq!(endpoint.requests(), 5);
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == AuthReason::Inactive)
+            .count(),
+        5
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == AuthReason::Unavailable)
+            .count(),
+        15
+    );
+    // The next second has room again; answers already cached need none.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let err = verifier.verify("junk-0", &parts).await.unwrap_err();
+    assert_eq!(err.reason(), AuthReason::Inactive);
+    assert_eq!(endpoint.requests(), 5);
+    let err = verifier.verify("junk-19", &parts).await.unwrap_err();
+    assert_eq!(err.reason(), AuthReason::Inactive);
+    assert_eq!(endpoint.requests(), 6);
+}

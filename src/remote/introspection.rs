@@ -23,6 +23,9 @@ pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_INTROSPECTION_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Default number of introspection requests in flight at once.
 pub const DEFAULT_MAX_CONCURRENT_INTROSPECTIONS: usize = 32;
+/// Default number of introspection requests per second: tokens not in the cache (junk,
+/// say) cannot make this server ask the authorization server more often.
+pub const DEFAULT_MAX_INTROSPECTIONS_PER_SECOND: u32 = 200;
 /// How long clients are told to wait when the server cannot be asked.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -62,6 +65,7 @@ pub struct IntrospectionVerifierBuilder {
     inactive_ttl: Duration,
     cache_bytes: u64,
     max_concurrent: usize,
+    per_second: u32,
 }
 
 impl IntrospectionVerifierBuilder {
@@ -147,6 +151,13 @@ impl IntrospectionVerifierBuilder {
         self
     }
 
+    /// Introspection requests per second at most (default 200); tokens beyond it that
+    /// are not in the cache get 503 with `Retry-After: 1`.
+    pub fn max_per_second(mut self, requests: u32) -> Self {
+        self.per_second = requests;
+        self
+    }
+
     /// Checks the configuration and builds the verifier.
     ///
     /// # Errors
@@ -177,6 +188,9 @@ impl IntrospectionVerifierBuilder {
         if self.max_concurrent == 0 {
             return Err(RemoteError::config("max_concurrent must be at least 1"));
         }
+        if self.per_second == 0 {
+            return Err(RemoteError::config("max_per_second must be at least 1"));
+        }
         let cache = (self.cache_bytes > 0
             && !(self.cache_ttl.is_zero() && self.inactive_ttl.is_zero()))
         .then(|| {
@@ -199,6 +213,8 @@ impl IntrospectionVerifierBuilder {
                 inactive_ttl: self.inactive_ttl,
                 cache,
                 permits: Semaphore::new(self.max_concurrent),
+                per_second: self.per_second,
+                window: std::sync::Mutex::new((Instant::now(), 0)),
             }),
         })
     }
@@ -266,6 +282,9 @@ struct Inner {
     inactive_ttl: Duration,
     cache: Option<AnswerCache>,
     permits: Semaphore,
+    per_second: u32,
+    /// The current one-second window and the introspections started in it.
+    window: std::sync::Mutex<(Instant, u32)>,
 }
 
 impl fmt::Debug for IntrospectionVerifier {
@@ -296,6 +315,7 @@ impl IntrospectionVerifier {
             inactive_ttl: DEFAULT_INACTIVE_CACHE_TTL,
             cache_bytes: DEFAULT_INTROSPECTION_CACHE_BYTES,
             max_concurrent: DEFAULT_MAX_CONCURRENT_INTROSPECTIONS,
+            per_second: DEFAULT_MAX_INTROSPECTIONS_PER_SECOND,
         }
     }
 
@@ -322,6 +342,12 @@ impl IntrospectionVerifier {
             && entry.until > now
         {
             return entry.answer;
+        }
+        if !inner.admit(now) {
+            return Err(AuthError::unavailable(
+                "the token cannot be verified now: too many introspections this second",
+                Duration::from_secs(1),
+            ));
         }
         let permit = tokio::time::timeout(inner.client.timeout(), inner.permits.acquire())
             .await
@@ -366,6 +392,22 @@ impl IntrospectionVerifier {
 }
 
 impl Inner {
+    /// Whether one more introspection fits in this second.
+    fn admit(&self, now: Instant) -> bool {
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now.duration_since(window.0) >= Duration::from_secs(1) {
+            *window = (now, 0);
+        }
+        if window.1 >= self.per_second {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
+
     async fn ask(&self, token: &str) -> Result<super::client::Fetched, RemoteError> {
         let mut form = vec![("token", token), ("token_type_hint", "access_token")];
         let basic = match &self.auth {

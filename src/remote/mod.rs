@@ -19,7 +19,8 @@ pub use client::{
 pub use discovery::{AuthServerMetadata, discover};
 pub use introspection::{
     DEFAULT_INACTIVE_CACHE_TTL, DEFAULT_INTROSPECTION_CACHE_BYTES, DEFAULT_INTROSPECTION_CACHE_TTL,
-    DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, IntrospectionVerifier, IntrospectionVerifierBuilder,
+    DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_INTROSPECTIONS_PER_SECOND,
+    IntrospectionVerifier, IntrospectionVerifierBuilder,
 };
 pub use jwks::{RemoteJwks, RemoteJwksBuilder, RemoteJwksStats};
 
