@@ -398,3 +398,124 @@ async fn a_v1_certificate_is_explained_even_where_any_certificate_binds() {
     let line = line_with(&captured, "cause=\"x509_v1\"", None);
     assert!(line.contains("subject=CN=tutorial-client"), "{line}");
 }
+
+/// Waits (at most 2 s) until a line with `needle` was logged.
+async fn wait_for(captured: &Captured, needle: &str) {
+    for _ in 0..100 {
+        if captured.text().contains(needle) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// One request over a connection made with `config`; `None` when the handshake (or the
+/// exchange) fails. Bounded: 10 s.
+async fn attempt(server: &TestServer, config: Arc<rustls::ClientConfig>) -> Option<Answer> {
+    let attempt = async {
+        let mut connection = Http1::open(server.addr, config).await.ok()?;
+        Some(connection.send(get_request("/healthz", &[])).await)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), attempt)
+        .await
+        .expect("no hang")
+}
+
+#[tokio::test]
+async fn a_client_without_its_certificates_key_is_explained() {
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    // A's certificate, B's key: the handshake signature cannot verify.
+    let config = common::liar::client(
+        &world.ca,
+        Some(common::liar::certified_key(
+            &world.a.chain_pem,
+            &world.b.key_pem,
+        )),
+        &rustls::version::TLS12,
+    );
+    assert!(attempt(&server, config).await.is_none());
+    wait_for(&captured, "bad_handshake_signature").await;
+    let line = line_with(&captured, "cause=\"bad_handshake_signature\"", None);
+    assert!(line.contains(&world.a.thumbprint), "{line}");
+    assert!(line.contains("private key"), "{line}");
+}
+
+#[tokio::test]
+async fn a_client_that_refuses_the_server_certificate_is_explained() {
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    // The client trusts another CA than the one that issued the server's certificate.
+    let other = Ca::root("Not The Server's CA");
+    let config = common::liar::client(
+        &other,
+        Some(common::liar::certified_key(
+            &world.a.chain_pem,
+            &world.a.key_pem,
+        )),
+        &rustls::version::TLS13,
+    );
+    assert!(attempt(&server, config).await.is_none());
+    // The server reads the client's alert after the client has given up.
+    wait_for(&captured, "client_refused_server_certificate").await;
+    let line = line_with(
+        &captured,
+        "cause=\"client_refused_server_certificate\"",
+        None,
+    );
+    assert!(line.contains("--cacert"), "{line}");
+}
+
+/// Presents A's key, recording the CA names the server asked for.
+#[derive(Debug)]
+struct RecordsHints {
+    key: Arc<rustls::sign::CertifiedKey>,
+    hints: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl rustls::client::ResolvesClientCert for RecordsHints {
+    fn resolve(
+        &self,
+        hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        *self.hints.lock().unwrap() = hints.iter().map(|h| h.to_vec()).collect();
+        Some(Arc::clone(&self.key))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn the_server_names_its_client_cas_in_the_handshake() {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let hints = Arc::new(Mutex::new(Vec::new()));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            world.ca.cert_der.clone(),
+        ))
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(common::liar::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(RecordsHints {
+            key: common::liar::certified_key(&world.a.chain_pem, &world.a.key_pem),
+            hints: Arc::clone(&hints),
+        }));
+    let answer = attempt(&server, Arc::new(config)).await.expect("handshake");
+    assert_eq!(answer.status, StatusCode::OK);
+    let (_, ca) = X509Certificate::from_der(&world.ca.cert_der).unwrap();
+    // rustls gives the names as DER of the Name, without its outer SEQUENCE.
+    let name = ca.subject().as_raw();
+    let hints = hints.lock().unwrap().clone();
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert!(name.ends_with(&hints[0]), "{hints:?}");
+}

@@ -611,6 +611,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(deprecated)]
     fn the_rarer_refusals_are_named_too() {
         let now = 1_750_000_000;
         let cause = |e: CertificateError| explain(Some(&facts()), &cert_error(e), &bundle(), now);
