@@ -220,6 +220,8 @@ pub struct SigningKey {
     pub jwk: Value,
     /// The public key as PEM (SPKI), e.g. for the RSA-as-HMAC-secret attack.
     pub public_pem: String,
+    /// The private key as PKCS#8 PEM, for tools that sign (the load client).
+    pub private_pem: String,
 }
 
 impl SigningKey {
@@ -274,6 +276,7 @@ impl SigningKey {
             kid: kid.into(),
             encoding,
             jwk,
+            private_pem: key.serialize_pem(),
             public_pem: key.public_key_pem(),
         }
     }
