@@ -519,3 +519,21 @@ async fn the_server_names_its_client_cas_in_the_handshake() {
     assert_eq!(hints.len(), 1, "{hints:?}");
     assert!(name.ends_with(&hints[0]), "{hints:?}");
 }
+
+#[tokio::test]
+async fn plain_http_to_the_tls_port_is_explained() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (captured, _guard) = Captured::install();
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    wait_for(&captured, "not_tls").await;
+    let line = line_with(&captured, "cause=\"not_tls\"", None);
+    assert!(line.contains("https://"), "{line}");
+}

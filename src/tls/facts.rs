@@ -228,6 +228,42 @@ mod tests {
         assert!(!self_signed(b"junk", &provider(), unix_now()));
     }
 
+    /// A self-signed Ed25519 certificate (fixed-length signature) of exactly `len`
+    /// bytes, padded by a private extension.
+    fn certificate_of_len(len: usize) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut pad = len - 1000;
+        for _ in 0..10 {
+            let mut params = params(false);
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 4, 1, 32473, 1],
+                    vec![0u8; pad],
+                ));
+            let der = params.self_signed(&key).unwrap().der().to_vec();
+            if der.len() == len {
+                return der;
+            }
+            pad = (pad + len)
+                .checked_sub(der.len())
+                .expect("the padding fits");
+        }
+        panic!("no certificate of {len} bytes");
+    }
+
+    #[test]
+    fn certificates_up_to_the_bound_are_read() {
+        let max = crate::cert::MAX_CERTIFICATE_LEN;
+        let at_bound = certificate_of_len(max);
+        assert_eq!(at_bound.len(), max);
+        assert!(CertificateFacts::of(&at_bound).is_some());
+        assert!(self_signed(&at_bound, &provider(), unix_now()));
+        let over = certificate_of_len(max + 1);
+        assert!(CertificateFacts::of(&over).is_none());
+        assert!(!self_signed(&over, &provider(), unix_now()));
+    }
+
     #[test]
     fn times_print_in_utc() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
