@@ -93,6 +93,9 @@ pub enum ConfigError {
     /// Two routes of an [`IssuerRouter`](crate::token::IssuerRouter) for one issuer.
     #[error("issuer {0:?} is configured twice; give each issuer one verifier")]
     DuplicateIssuer(String),
+    /// A verified-token cache TTL over a day.
+    #[error("a token cache TTL of {0:?} is over the maximum of a day")]
+    TokenCacheTtlTooLong(Duration),
     /// A size limit of zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),

@@ -546,3 +546,27 @@ async fn tokens_not_in_the_cache_are_introspected_at_most_so_often() {
     assert_eq!(err.reason(), AuthReason::Inactive);
     assert_eq!(endpoint.requests(), 6);
 }
+
+#[test]
+fn introspection_settings_are_checked() {
+    let url = "http://127.0.0.1:9/introspect";
+    let day = Duration::from_secs(24 * 3600);
+    assert!(introspection(url).cache_ttl(day, day).build().is_ok());
+    for builder in [
+        introspection(url).cache_ttl(Duration::MAX, day),
+        introspection(url).cache_ttl(day, day + Duration::from_secs(1)),
+        introspection(url).max_concurrent(0),
+        introspection(url).max_per_second(0),
+        introspection(url).leeway(Duration::from_secs(301)),
+        IntrospectionVerifier::builder(url)
+            .client(client())
+            .client_secret_basic("a", "b")
+            .audience(AUDIENCE),
+        IntrospectionVerifier::builder(url)
+            .client(client())
+            .client_secret_basic("a", "b")
+            .issuer(ISSUER),
+    ] {
+        assert!(builder.build().is_err());
+    }
+}

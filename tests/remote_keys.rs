@@ -573,3 +573,24 @@ async fn an_authorization_server_that_wants_mtls_gets_the_client_certificate() {
         .unwrap_err();
     assert!(err.to_string().contains("client identity"), "{err}");
 }
+
+#[tokio::test]
+async fn durations_that_would_overflow_a_deadline_are_refused() {
+    let month = Duration::from_secs(30 * 24 * 3600);
+    for builder in [
+        RemoteJwks::builder("http://127.0.0.1:9/jwks")
+            .max_age_bounds(Duration::from_secs(60), Duration::MAX),
+        RemoteJwks::builder("http://127.0.0.1:9/jwks")
+            .max_staleness(month + Duration::from_secs(1)),
+        RemoteJwks::builder("http://127.0.0.1:9/jwks").default_max_age(Duration::MAX),
+        RemoteJwks::builder("http://127.0.0.1:9/jwks").refetch_interval(Duration::ZERO),
+        RemoteJwks::builder("http://127.0.0.1:9/jwks")
+            .max_age_bounds(Duration::from_secs(120), Duration::from_secs(60)),
+    ] {
+        let err = builder.client(loopback_client()).build().await.unwrap_err();
+        assert!(
+            !err.to_string().contains("cannot connect"),
+            "refused before fetching: {err}"
+        );
+    }
+}

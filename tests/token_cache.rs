@@ -252,3 +252,22 @@ async fn a_key_that_leaves_the_jwks_evicts_what_it_verified() {
     );
     assert_eq!(calls.load(Ordering::Relaxed), 3);
 }
+
+#[test]
+fn cache_bounds_are_checked() {
+    use mtls_bound_token::token::{CachingVerifier, MAX_TOKEN_CACHE_TTL};
+    let world = World::new();
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(MAX_TOKEN_CACHE_TTL, day);
+    assert!(CachingVerifier::with_bounds(jwt(&world), 1, 1, day).is_ok());
+    for (entries, bytes, ttl) in [
+        (0, 1, day),
+        (1, 0, day),
+        (1, 1, Duration::ZERO),
+        (1, 1, day + Duration::from_secs(1)),
+        (1, 1, Duration::MAX),
+    ] {
+        let err = CachingVerifier::with_bounds(jwt(&world), entries, bytes, ttl).unwrap_err();
+        assert!(!err.to_string().is_empty());
+    }
+}

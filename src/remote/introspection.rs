@@ -188,6 +188,13 @@ impl IntrospectionVerifierBuilder {
         if self.max_concurrent == 0 {
             return Err(RemoteError::config("max_concurrent must be at least 1"));
         }
+        if self.cache_ttl > Duration::from_secs(24 * 3600)
+            || self.inactive_ttl > Duration::from_secs(24 * 3600)
+        {
+            return Err(RemoteError::config(
+                "introspection cache TTLs must be at most a day",
+            ));
+        }
         if self.per_second == 0 {
             return Err(RemoteError::config("max_per_second must be at least 1"));
         }

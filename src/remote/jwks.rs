@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(6 * 3600);
 const MAX_UNKNOWN_KIDS: usize = 1024;
 /// A `kid` longer than this is never remembered (it is still refused).
 const MAX_REMEMBERED_KID_LEN: usize = 256;
+/// Bound on every duration of the configuration, so that no deadline overflows.
+const MAX_CONFIGURABLE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest wait between two attempts while the server fails.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
@@ -109,6 +111,15 @@ impl RemoteJwksBuilder {
         if self.min_max_age > self.max_max_age {
             return Err(RemoteError::config(
                 "the JWKS max-age bounds are reversed: min is above max",
+            ));
+        }
+        if self.max_max_age > MAX_CONFIGURABLE
+            || self.max_staleness > MAX_CONFIGURABLE
+            || self.default_max_age > MAX_CONFIGURABLE
+            || self.refetch_interval > MAX_CONFIGURABLE
+        {
+            return Err(RemoteError::config(
+                "JWKS ages, staleness and intervals must be at most 30 days",
             ));
         }
         if self.min_max_age < self.refetch_interval {

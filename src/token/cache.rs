@@ -18,6 +18,8 @@ pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 10_000;
 pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// Default longest time a verification is reused (never past the token's `exp`).
 pub const DEFAULT_TOKEN_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Longest TTL a cache may be given.
+pub const MAX_TOKEN_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// What an entry costs besides its claims.
 const ENTRY_OVERHEAD: u64 = 256;
 
@@ -120,6 +122,9 @@ impl CachingVerifier {
         }
         if ttl.is_zero() {
             return Err(ConfigError::Zero("token cache TTL"));
+        }
+        if ttl > MAX_TOKEN_CACHE_TTL {
+            return Err(ConfigError::TokenCacheTtlTooLong(ttl));
         }
         Ok(Self {
             inner,

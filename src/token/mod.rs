@@ -15,7 +15,7 @@ pub use keys::{KeyError, KeySet, KeySetFuture, KeySource, KeySourceError, Static
 pub(crate) use bearer::bearer_token;
 pub use cache::{
     CachingVerifier, DEFAULT_TOKEN_CACHE_BYTES, DEFAULT_TOKEN_CACHE_ENTRIES,
-    DEFAULT_TOKEN_CACHE_TTL, TokenCacheStats,
+    DEFAULT_TOKEN_CACHE_TTL, MAX_TOKEN_CACHE_TTL, TokenCacheStats,
 };
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
 pub use router::{IssuerRouter, IssuerRouterBuilder, IssuerVerifier};
