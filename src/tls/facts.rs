@@ -265,6 +265,19 @@ mod tests {
     }
 
     #[test]
+    fn the_validity_period_includes_both_ends() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params(false).self_signed(&key).unwrap().der().to_vec();
+        let facts = CertificateFacts::of(&der).unwrap();
+        let (from, to) = (facts.not_before, facts.not_after);
+        assert!(from < to);
+        assert!(!facts.not_yet_valid_at(from) && facts.not_yet_valid_at(from - 1));
+        assert!(!facts.expired_at(to) && facts.expired_at(to + 1));
+        let middle = from + (to - from) / 2;
+        assert!(!facts.not_yet_valid_at(middle) && !facts.expired_at(middle));
+    }
+
+    #[test]
     fn times_print_in_utc() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(1_796_155_830), "2026-12-01 20:10:30 UTC");
