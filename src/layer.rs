@@ -13,10 +13,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Instrument, field};
 
-use crate::binding::check_binding;
+use crate::binding::{BindingPolicy, check_binding};
 use crate::config::{MtlsBoundTokenLayerBuilder, Policy};
 use crate::token::{KeySet, bearer_token};
-use crate::{AuthError, ClientIdentity};
+use crate::{AuthError, AuthReason, ClientIdentity};
 
 /// Lets through only requests whose access token is valid and bound to the client
 /// certificate of the request (RFC 8705 §3), and gives handlers a [`ClientIdentity`].
@@ -200,6 +200,14 @@ async fn authorize(policy: &Policy, request: &Parts) -> Result<ClientIdentity, A
         .certificate_source
         .client_certificate(&request.headers, &request.extensions)?;
     let token = bearer_token(&request.headers, policy.max_authorization_len)?;
+    // Without a certificate no token can pass a required binding: refuse before the
+    // verifier spends a signature check or an introspection on it.
+    if certificate.is_none() && policy.binding == BindingPolicy::Required {
+        return Err(AuthError::invalid_token_because(
+            AuthReason::NoCertificate,
+            "tokens must be bound to a certificate, but the request presented none",
+        ));
+    }
     let claims = policy.verifier.verify(token, request).await?;
     let bound = check_binding(policy.binding, &claims, certificate.as_deref())?;
     Ok(ClientIdentity::new(certificate, claims, bound))

@@ -70,6 +70,17 @@ impl ProtectedResourceMetadata {
         if scheme != "https" && scheme != "http" {
             return Err(invalid("its scheme is not https"));
         }
+        // The path becomes a route: no segment axum would read as a parameter.
+        if uri.path().contains(['{', '}'])
+            || uri
+                .path()
+                .split('/')
+                .any(|segment| segment.starts_with([':', '*']))
+        {
+            return Err(invalid(
+                "its path has a segment starting with ':' or '*', or braces",
+            ));
+        }
         let origin = format!("{scheme}://{authority}");
         let path = uri.path().trim_end_matches('/').to_owned();
         Ok(Self {
@@ -232,6 +243,9 @@ mod tests {
             "https://api.example/#f",
             "https://api.example/a b",
             "https://api.example/\"",
+            "https://api.example/{id}",
+            "https://api.example/:id",
+            "https://api.example/a/*rest",
         ] {
             assert!(ProtectedResourceMetadata::new(bad).is_err(), "{bad}");
         }

@@ -594,7 +594,7 @@ async fn without_connect_info_no_header_is_believed() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(
         body["error_description"],
-        "the token is bound to a certificate, but the request presented none"
+        "tokens must be bound to a certificate, but the request presented none"
     );
 }
 

@@ -484,7 +484,7 @@ async fn several_issuers_each_verified_with_its_own_keys_and_opaque_tokens_intro
 }
 
 #[tokio::test]
-async fn a_flood_of_one_junk_token_costs_one_introspection() {
+async fn a_junk_token_sent_again_is_answered_from_the_cache() {
     let endpoint = Endpoint::default();
     let (_as, url) = start_endpoint(&endpoint).await;
     let verifier = Arc::new(introspection(&url).max_concurrent(2).build().unwrap());
@@ -569,4 +569,37 @@ fn introspection_settings_are_checked() {
     ] {
         assert!(builder.build().is_err());
     }
+}
+
+#[tokio::test]
+async fn through_the_layer_a_revoked_token_passes_no_longer_than_the_introspection_ttl() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let (_as, url) = start_endpoint(&endpoint).await;
+    endpoint.answer("opaque-a", active_for(&world.a.thumbprint, "read"));
+    // The layer's own token cache is on (the default); it keeps no introspected claims.
+    let layer = MtlsBoundTokenLayer::builder()
+        .verifier(
+            introspection(&url)
+                .cache_ttl(Duration::ZERO, Duration::ZERO)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert!(layer.token_cache_stats().is_some());
+    let server = serve_tls(app(layer), world.tls()).await;
+    assert_eq!(
+        get(&server, &world, &world.a, "/whoami", "opaque-a")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    endpoint.answer("opaque-a", json!({"active": false}));
+    assert_eq!(
+        get(&server, &world, &world.a, "/whoami", "opaque-a")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -405,9 +405,11 @@ fn tokens_of_a_real_authorization_server_are_bound_verified_and_rotated() {
         );
     }
 
-    // The authorization server stops: cached keys keep working; a token that needs a
+    // The authorization server stops: cached keys keep working (for a token no
+    // resource server has seen yet, so not from the token cache); a token that needs a
     // key nobody can fetch is refused (401, or 503 while keys cannot be had); the
     // server keeps running, and its log says why.
+    let unseen = site.token("client-a", a, JWT_RESOURCE);
     drop(provider);
     let unknown_key = {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
@@ -425,6 +427,11 @@ fn tokens_of_a_real_authorization_server_are_bound_verified_and_rotated() {
         jsonwebtoken::encode(&header, &claims, &key).unwrap()
     };
     for port in jwt_ports {
+        assert_eq!(
+            whoami(&site, port, a, &unseen).status,
+            200,
+            "{port}: cached key, unseen token"
+        );
         assert_eq!(
             whoami(&site, port, a, &rotated).status,
             200,

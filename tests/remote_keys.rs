@@ -594,3 +594,71 @@ async fn durations_that_would_overflow_a_deadline_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_jwks_emptied_at_the_server_withdraws_its_keys_at_once() {
+    let world = World::new();
+    let upstream = Upstream::new(world.jwks());
+    upstream.set(|a| a.cache_control = Some("max-age=1"));
+    let server = serve_http(routes(&upstream)).await;
+    let keys = RemoteJwks::builder(format!("http://{}/jwks", server.addr))
+        .client(loopback_client())
+        .refetch_interval(Duration::from_secs(1))
+        .max_age_bounds(Duration::from_secs(1), Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let stats = keys.clone();
+    let layer = MtlsBoundTokenLayer::builder()
+        .key_source(keys)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let tls = serve_tls(app(layer), world.tls()).await;
+    let authorization = bearer(&world.token_for_a("read"));
+    let headers = [("authorization", authorization.as_slice())];
+    let ask = || call(&tls, &world, Some(&world.a), "/whoami", &headers);
+    assert_eq!(ask().await.status, StatusCode::OK);
+    // The server withdraws every key (a compromise, say): not a failure to serve stale
+    // keys through, but a set with nothing in it; the cached token goes too.
+    upstream.set(|a| a.body = "{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\"}]}".into());
+    assert!(
+        eventually(Duration::from_secs(5), || stats.stats().keys == 0).await,
+        "{:?}",
+        stats.stats()
+    );
+    assert_eq!(ask().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stats.stats().failed_fetches, 0);
+}
+
+#[tokio::test]
+async fn past_the_staleness_bound_cached_tokens_go_too() {
+    let world = World::new();
+    let upstream = Upstream::new(world.jwks());
+    upstream.set(|a| a.cache_control = Some("max-age=1"));
+    let server = serve_http(routes(&upstream)).await;
+    let keys = RemoteJwks::builder(format!("http://{}/jwks", server.addr))
+        .client(loopback_client())
+        .refetch_interval(Duration::from_secs(1))
+        .max_age_bounds(Duration::from_secs(1), Duration::from_secs(60))
+        .max_staleness(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let layer = MtlsBoundTokenLayer::builder()
+        .key_source(keys)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let tls = serve_tls(app(layer), world.tls()).await;
+    let authorization = bearer(&world.token_for_a("read"));
+    let headers = [("authorization", authorization.as_slice())];
+    let ask = || call(&tls, &world, Some(&world.a), "/whoami", &headers);
+    assert_eq!(ask().await.status, StatusCode::OK);
+    upstream.set(|a| a.status = StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Cached a moment ago, but its key can no longer be vouched for.
+    assert_eq!(ask().await.status, StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -268,6 +268,66 @@ fn cache_bounds_are_checked() {
         (1, 1, Duration::MAX),
     ] {
         let err = CachingVerifier::with_bounds(jwt(&world), entries, bytes, ttl).unwrap_err();
-        assert!(!err.to_string().is_empty());
+        let text = err.to_string();
+        assert!(
+            text.contains("at least 1") || text.contains("over the maximum of a day"),
+            "{text}"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_fractional_exp_still_ends_the_entry() {
+    let world = World::new();
+    let (verifier, calls) = counting(jwt(&world));
+    let layer = MtlsBoundTokenLayer::builder()
+        .verifier(verifier)
+        .build()
+        .unwrap();
+    let mut claims = pki::claims(ISSUER, AUDIENCE, "client-a", "read", Some(&world.a));
+    claims["exp"] = serde_json::json!(pki::now() as f64 + 1.5);
+    let token = world.key.sign(&claims);
+    for _ in 0..2 {
+        assert_eq!(
+            send(&layer, &world.a, "/whoami", &token).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        send(&layer, &world.a, "/whoami", &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        2,
+        "verified again once exp passed"
+    );
+}
+
+#[tokio::test]
+async fn without_a_certificate_no_token_is_even_verified() {
+    let world = World::new();
+    let (verifier, calls) = counting(jwt(&world));
+    let layer = MtlsBoundTokenLayer::builder()
+        .verifier(verifier)
+        .build()
+        .unwrap();
+    let mut request = Request::get("/whoami")
+        .header(
+            "authorization",
+            format!("Bearer {}", world.token_for_a("read")),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(ConnectionInfo::new(
+            "127.0.0.1:4000".parse().unwrap(),
+            None,
+        )));
+    let response = app(layer).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.load(Ordering::Relaxed), 0);
 }

@@ -134,9 +134,9 @@ impl AuthServerClientBuilder {
         self
     }
 
-    /// **Weakens**: permits plain `http://` URLs, for an authorization server on
-    /// loopback and for tests. Keys or introspection answers over plain HTTP can be
-    /// replaced by anyone on the path.
+    /// **Weakens**: permits plain `http://` URLs whose host is a loopback address or
+    /// `localhost`, for an authorization server on the same machine and for tests. Any
+    /// other host still needs https.
     pub fn allow_http_for_loopback_and_tests(mut self) -> Self {
         self.allow_http = true;
         self
@@ -147,9 +147,9 @@ impl AuthServerClientBuilder {
     /// # Errors
     /// [`RemoteError`] naming the file or setting to fix.
     pub fn build(self) -> Result<AuthServerClient, RemoteError> {
-        if self.timeout.is_zero() {
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
             return Err(RemoteError::config(
-                "the authorization server timeout must be above zero",
+                "the authorization server timeout must be above zero and at most 5 minutes",
             ));
         }
         if self.max_document_len == 0 {
@@ -267,7 +267,12 @@ impl AuthServerClient {
             .map_err(|e| RemoteError::config(format!("{url:?} is not a URL: {e}")))?;
         match parsed.scheme() {
             "https" => {}
-            "http" if self.allow_http => {}
+            "http" if self.allow_http && is_loopback(&parsed) => {}
+            "http" if self.allow_http => {
+                return Err(RemoteError::config(format!(
+                    "{url:?} is plain http to a host that is not loopback: use https"
+                )));
+            }
             "http" => {
                 return Err(RemoteError::config(format!(
                     "{url:?} is plain http: use https, or allow plain http for loopback and tests"
@@ -370,6 +375,18 @@ impl AuthServerClient {
     }
 }
 
+/// Whether the URL's host is `localhost` or a loopback address.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
 /// `application/x-www-form-urlencoded` encoding of one value.
 fn form_urlencode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -432,6 +449,17 @@ mod tests {
             .build()
             .unwrap();
         assert!(loopback.check_url("http://127.0.0.1:1/jwks").is_ok());
+        assert!(loopback.check_url("http://127.8.9.10:1/jwks").is_ok());
+        assert!(loopback.check_url("http://localhost:1/jwks").is_ok());
+        assert!(loopback.check_url("http://[::1]:1/jwks").is_ok());
+        for remote in [
+            "http://as.example/jwks",
+            "http://10.0.0.1/jwks",
+            "http://[2001:db8::1]/",
+        ] {
+            let err = loopback.check_url(remote).unwrap_err();
+            assert!(err.to_string().contains("not loopback"), "{err}");
+        }
     }
 
     #[test]

@@ -91,6 +91,13 @@ fn read(
                 client
                     .check_url(value)
                     .map_err(|e| RemoteError::fetch(&url, format!("{name}: {e}")))?;
+                // Metadata read over https does not send us anywhere over plain http.
+                if url.starts_with("https://") && !value.starts_with("https://") {
+                    return Err(RemoteError::fetch(
+                        &url,
+                        format!("{name} {value:?} is not https, though the metadata is"),
+                    ));
+                }
                 Ok(Some(value.clone()))
             }
             Some(_) => Err(RemoteError::fetch(&url, format!("{name} is not a string"))),
@@ -155,5 +162,31 @@ mod tests {
         assert!(read(&client, "https://as.example", "u".into(), &plain).is_err());
         let odd = serde_json::json!({"issuer": "https://as.example", "jwks_uri": 5});
         assert!(read(&client, "https://as.example", "u".into(), &odd).is_err());
+        // Over https, an http endpoint is refused even where plain http is allowed.
+        let loopback = AuthServerClient::builder()
+            .allow_http_for_loopback_and_tests()
+            .build()
+            .unwrap();
+        let downgrade = serde_json::json!({
+            "issuer": "https://localhost",
+            "introspection_endpoint": "http://localhost/introspect",
+        });
+        let err = read(
+            &loopback,
+            "https://localhost",
+            "https://localhost/m".into(),
+            &downgrade,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not https"), "{err}");
+        assert!(
+            read(
+                &loopback,
+                "https://localhost",
+                "http://localhost/m".into(),
+                &downgrade
+            )
+            .is_ok()
+        );
     }
 }

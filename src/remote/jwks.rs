@@ -1,7 +1,7 @@
 //! A [`KeySource`] that fetches a JWKS from its `jwks_uri` and keeps it fresh, without
 //! letting clients decide how often the authorization server is asked.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -27,6 +27,10 @@ pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(6 * 3600);
 /// Unknown `kid`s remembered between two fetches; beyond this they are not remembered,
 /// and the refetch interval alone bounds what they cost.
 const MAX_UNKNOWN_KIDS: usize = 1024;
+/// How long a `kid` still unknown after a fetch is remembered as unknown (unless the
+/// next fetch comes sooner): a key published a little after its first token is picked
+/// up after this, at the latest at the next refetch after it.
+const UNKNOWN_KID_TTL: Duration = Duration::from_secs(60);
 /// A `kid` longer than this is never remembered (it is still refused).
 const MAX_REMEMBERED_KID_LEN: usize = 256;
 /// Bound on every duration of the configuration, so that no deadline overflows.
@@ -147,7 +151,7 @@ impl RemoteJwksBuilder {
                 last_attempt: None,
                 fetching: true,
                 failures: 0,
-                unknown: HashSet::new(),
+                unknown: HashMap::new(),
                 fetches: 0,
                 failed_fetches: 0,
             }),
@@ -260,7 +264,7 @@ impl RemoteJwks {
             let usable = state.usable(now);
             let kid_is_settled = |keys: &KeySet, state: &State| {
                 kid.as_deref()
-                    .is_none_or(|kid| keys.has_kid(kid) || state.unknown.contains(kid))
+                    .is_none_or(|kid| keys.has_kid(kid) || state.is_remembered_unknown(kid, now))
             };
             match usable {
                 Some(keys) if kid_is_settled(&keys, &state) => return Ok(keys),
@@ -289,7 +293,7 @@ impl RemoteJwks {
         match state.usable(now) {
             Some(keys) => {
                 if let Some(kid) = kid.filter(|kid| !keys.has_kid(kid)) {
-                    state.remember_unknown(kid);
+                    state.remember_unknown(kid, now);
                 }
                 Ok(keys)
             }
@@ -335,14 +339,28 @@ struct State {
     fetching: bool,
     /// Consecutive failures.
     failures: u32,
-    unknown: HashSet<String>,
+    /// Unknown kids and when a fetch last found them unknown.
+    unknown: HashMap<String, Instant>,
     fetches: u64,
     failed_fetches: u64,
 }
 
 impl State {
     fn usable(&self, now: Instant) -> Option<Arc<KeySet>> {
-        self.keys.clone().filter(|_| now < self.stale_until)
+        let keys = self.keys.as_ref()?;
+        if now < self.stale_until {
+            return Some(Arc::clone(keys));
+        }
+        // Past the staleness bound, nothing these keys verified may serve any more,
+        // cached or not.
+        keys.retire_all();
+        None
+    }
+
+    fn is_remembered_unknown(&self, kid: &str, now: Instant) -> bool {
+        self.unknown
+            .get(kid)
+            .is_some_and(|at| now.duration_since(*at) < UNKNOWN_KID_TTL)
     }
 
     fn may_fetch(&self, now: Instant, interval: Duration) -> bool {
@@ -350,9 +368,16 @@ impl State {
             .is_none_or(|last| now.duration_since(last) >= interval)
     }
 
-    fn remember_unknown(&mut self, kid: String) {
-        if kid.len() <= MAX_REMEMBERED_KID_LEN && self.unknown.len() < MAX_UNKNOWN_KIDS {
-            self.unknown.insert(kid);
+    fn remember_unknown(&mut self, kid: String, now: Instant) {
+        if kid.len() > MAX_REMEMBERED_KID_LEN {
+            return;
+        }
+        if self.unknown.len() >= MAX_UNKNOWN_KIDS {
+            self.unknown
+                .retain(|_, at| now.duration_since(*at) < UNKNOWN_KID_TTL);
+        }
+        if self.unknown.len() < MAX_UNKNOWN_KIDS || self.unknown.contains_key(&kid) {
+            self.unknown.insert(kid, now);
         }
     }
 }
@@ -424,7 +449,16 @@ impl Shared {
                         .refetch_interval
                         .saturating_mul(1 << state.failures.min(16).saturating_sub(1))
                         .min(MAX_RETRY_DELAY);
-                    state.refresh_at = now + backoff;
+                    // Wake at the staleness bound at the latest, so that keys past it
+                    // are retired (with what they verified) even without requests.
+                    state.refresh_at = match &state.keys {
+                        Some(keys) if now >= state.stale_until => {
+                            keys.retire_all();
+                            now + backoff
+                        }
+                        Some(_) => (now + backoff).min(state.stale_until),
+                        None => now + backoff,
+                    };
                     match &state.keys {
                         Some(_) if now < state.stale_until => tracing::warn!(
                             jwks = %self.url,
@@ -455,7 +489,14 @@ impl Shared {
         for problem in &skipped {
             tracing::warn!(jwks = %self.url, "skipping a key this server cannot use: {problem}");
         }
+        if keys.is_empty() {
+            tracing::warn!(
+                jwks = %self.url,
+                "the JWKS holds no key this server can use: every token is refused until it does"
+            );
+        }
         let max_age = max_age(&fetched.headers)
+            .map(|age| age.saturating_sub(age_of(&fetched.headers)))
             .unwrap_or(self.settings.default_max_age)
             .clamp(self.settings.min_max_age, self.settings.max_max_age);
         Ok((keys, max_age))
@@ -497,6 +538,16 @@ async fn refresher(shared: Weak<Shared>) {
             }
         }
     }
+}
+
+/// The `Age` a cache in between gave the answer (RFC 9111 §5.1), 0 without one.
+fn age_of(headers: &HeaderMap) -> Duration {
+    headers
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
 }
 
 /// `max-age` of `Cache-Control` (`no-cache` and `no-store` count as 0), if any.
@@ -578,5 +629,15 @@ mod tests {
         ] {
             assert_eq!(max_age(&headers(&[junk])), None, "{junk}");
         }
+    }
+
+    #[test]
+    fn the_age_a_cache_gave_the_answer_is_read() {
+        let mut map = HeaderMap::new();
+        assert_eq!(age_of(&map), Duration::ZERO);
+        map.insert(http::header::AGE, HeaderValue::from_static("40"));
+        assert_eq!(age_of(&map), Duration::from_secs(40));
+        map.insert(http::header::AGE, HeaderValue::from_static("-3"));
+        assert_eq!(age_of(&map), Duration::ZERO);
     }
 }

@@ -63,6 +63,14 @@ pub struct TokenCacheStats {
 ///   verified.
 /// - Bounded in entries (default 10,000) and in bytes (default 32 MiB); refusals are
 ///   never cached.
+/// - Only claims that a key verified are kept (a [`JwtVerifier`](super::JwtVerifier),
+///   directly or inside an [`IssuerRouter`](super::IssuerRouter) or a verifier of
+///   yours): introspected tokens follow the
+///   [`IntrospectionVerifier`](crate::remote::IntrospectionVerifier)'s own cache,
+///   whose TTLs bound how long a revoked token passes.
+/// - A hit does not call the inner verifier: a verifier whose decision depends on the
+///   request head beyond the token (a header, the path) needs
+///   [`without_token_cache`](crate::MtlsBoundTokenLayerBuilder::without_token_cache).
 ///
 /// The layer builder puts one around its verifier unless told
 /// [`without_token_cache`](crate::MtlsBoundTokenLayerBuilder::without_token_cache).
@@ -165,13 +173,21 @@ impl CachingVerifier {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let claims = self.inner.verify(token, request).await?;
-        // Until exp, when sooner than the TTL; a token without exp gets the TTL.
-        let lifetime = match claims.expires_at() {
-            Some(exp) => exp
+        // Only what a key verified: claims from introspection (or a verifier of yours
+        // that does not verify by key) follow their verifier's own caching, which knows
+        // about revocation.
+        if claims.key_life.is_none() {
+            return Ok(claims);
+        }
+        // Until exp, when sooner than the TTL; a token without exp gets the TTL, one
+        // whose exp cannot be read is not kept.
+        let lifetime = match (claims.expires_at(), claims.get("exp")) {
+            (Some(exp), _) => exp
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
                 .min(self.ttl),
-            None => self.ttl,
+            (None, None) => self.ttl,
+            (None, Some(_)) => Duration::ZERO,
         };
         if !lifetime.is_zero() {
             let weight = ENTRY_OVERHEAD + claims_weight(&claims);

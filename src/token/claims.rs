@@ -129,8 +129,14 @@ impl TokenClaims {
 
     /// `exp`, when it is a number of seconds since the epoch.
     pub fn expires_at(&self) -> Option<std::time::SystemTime> {
-        let exp = self.all.get("exp")?.as_u64()?;
-        std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(exp))
+        // RFC 7519 NumericDate: seconds, possibly with a fraction (which is dropped).
+        let exp = self.all.get("exp")?;
+        let seconds = exp.as_u64().or_else(|| {
+            exp.as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e15)
+                .map(|s| s.floor() as u64)
+        })?;
+        std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds))
     }
 
     /// One claim by name.

@@ -132,7 +132,9 @@ impl KeySet {
                 (Err(e), None) => return Err(e),
             }
         }
-        if keys.is_empty() {
+        // A published set may hold nothing usable (the server withdrew every key):
+        // then nothing verifies. A configured one must hold a key.
+        if keys.is_empty() && skipped.is_none() {
             return Err(KeyError(
                 "the JWKS holds no usable signature key (RSA, EC P-256/P-384 or Ed25519)".into(),
             ));
@@ -157,7 +159,8 @@ impl KeySet {
         self.keys.len()
     }
 
-    /// Whether the set holds no key (never true for a parsed set).
+    /// Whether the set holds no key (only a set an authorization server published can:
+    /// one it emptied of usable keys).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -174,6 +177,13 @@ impl KeySet {
             }
         }
         next
+    }
+
+    /// Retires every key: what they verified leaves the verified-token cache.
+    pub(crate) fn retire_all(&self) {
+        for key in &self.keys {
+            key.life.retire();
+        }
     }
 
     /// Whether a key has this `kid`.
@@ -385,6 +395,21 @@ impl KeySource for StaticKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_published_set_may_hold_no_usable_key() {
+        let mut skipped = Vec::new();
+        let empty = KeySet::from_published_jwks_json(br#"{"keys":[]}"#, &mut skipped).unwrap();
+        assert!(empty.is_empty() && skipped.is_empty());
+        let oct = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#;
+        let withdrawn = KeySet::from_published_jwks_json(oct, &mut skipped).unwrap();
+        assert!(withdrawn.is_empty());
+        assert_eq!(skipped.len(), 1);
+        assert!(withdrawn.select(Some("k1")).is_err() && withdrawn.select(None).is_err());
+        // A configured set must hold a key.
+        assert!(KeySet::from_jwks_json(br#"{"keys":[]}"#).is_err());
+        assert!(KeySet::from_published_jwks_json(b"[]", &mut skipped).is_err());
+    }
 
     fn error(json: &str) -> String {
         KeySet::from_jwks_json(json.as_bytes())
