@@ -217,6 +217,10 @@ mod tests {
         let impostor = same_name.signed_by(&leaf_key, &same_issuer).unwrap();
         assert!(!self_signed(impostor.der(), &provider(), unix_now()));
 
+        // Signed with its own key, but naming another issuer: not self-signed either.
+        let own_key_other_name = params(false).signed_by(&ca_key, &issuer).unwrap();
+        assert!(!self_signed(own_key_other_name.der(), &provider(), unix_now()));
+
         let mut tampered = ca.der().to_vec();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
