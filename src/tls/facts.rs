@@ -218,8 +218,16 @@ mod tests {
         assert!(!self_signed(impostor.der(), &provider(), unix_now()));
 
         // Signed with its own key, but naming another issuer: not self-signed either.
-        let own_key_other_name = params(false).signed_by(&ca_key, &issuer).unwrap();
-        assert!(!self_signed(own_key_other_name.der(), &provider(), unix_now()));
+        let mut other_name = params(false);
+        other_name
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "not the issuer");
+        let own_key_other_name = other_name.signed_by(&ca_key, &issuer).unwrap();
+        assert!(!self_signed(
+            own_key_other_name.der(),
+            &provider(),
+            unix_now()
+        ));
 
         let mut tampered = ca.der().to_vec();
         let last = tampered.len() - 1;
