@@ -234,6 +234,28 @@ mod tests {
         tampered[last] ^= 1;
         assert!(!self_signed(&tampered, &provider(), unix_now()));
 
+        // The outer signatureAlgorithm says ECDSA with SHA-384 over a SHA-256 signature:
+        // only the algorithm it names may verify it.
+        let ecdsa_sha256 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let mut relabelled = ca.der().to_vec();
+        let at = relabelled
+            .windows(ecdsa_sha256.len())
+            .rposition(|w| w == ecdsa_sha256)
+            .expect("an ECDSA-SHA256 certificate");
+        relabelled[at + ecdsa_sha256.len() - 1] = 0x03;
+        assert!(!self_signed(&relabelled, &provider(), unix_now()));
+
+        // Valid from not_before to not_after, both included.
+        let facts = CertificateFacts::of(ca.der()).unwrap();
+        for (now, valid) in [
+            (facts.not_before - 1, false),
+            (facts.not_before, true),
+            (facts.not_after, true),
+            (facts.not_after + 1, false),
+        ] {
+            assert_eq!(self_signed(ca.der(), &provider(), now), valid, "{now}");
+        }
+
         // rcgen's certificates are valid from 1975.
         assert!(!self_signed(ca.der(), &provider(), 0));
         assert!(self_signed(ca.der(), &provider(), unix_now()));
