@@ -246,6 +246,15 @@ mod tests {
         assert!(err.contains("JSON"), "{err}");
         let err = certificates(b"hello").unwrap_err();
         assert!(err.contains("neither PEM"), "{err}");
+        let err = private_key(b"hello").unwrap_err();
+        assert!(
+            err.contains("neither PEM") && err.contains("PKCS#8"),
+            "{err}"
+        );
+        let err = certificates(&pem("PUBLIC KEY", &key)).unwrap_err();
+        assert!(err.contains("a public key alone is not enough"), "{err}");
+        let err = private_key(&pem("PUBLIC KEY", &key)).unwrap_err();
+        assert!(err.contains("a public key alone is not enough"), "{err}");
         let err = certificates(&[cert.as_slice(), b"junk"].concat()).unwrap_err();
         assert!(err.contains("followed by bytes"), "{err}");
     }
