@@ -241,6 +241,12 @@ mod tests {
             err.contains("CSR") && err.contains("openssl x509 -req"),
             "{err}"
         );
+        let csr = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .serialize_request(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let err = certificates(csr.der()).unwrap_err();
+        assert!(err.contains("DER certificate signing request"), "{err}");
         assert_eq!(certificates(b"").unwrap_err(), "is empty");
         let err = certificates(b"{\"keys\": []}").unwrap_err();
         assert!(err.contains("JSON"), "{err}");
