@@ -291,3 +291,116 @@ fn tls_configuration_errors_say_what_to_fix() {
         .contains("private key")
     );
 }
+
+/// Whether the server has closed `socket` within `wait` (EOF or reset), without
+/// sending anything.
+async fn closed_within(socket: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 1];
+    match tokio::time::timeout(wait, socket.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => false,
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn completed_handshakes_free_their_slots() {
+    use axum::serve::Listener;
+    let world = World::new();
+    let tls = world
+        .tls_builder()
+        .max_concurrent_handshakes(2)
+        .build()
+        .unwrap();
+    let mut listener = mtls_bound_token::tls::TlsListener::bind("127.0.0.1:0", tls)
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    // Accept (and keep) whatever completes.
+    let (accepted, mut completed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let connection = listener.accept().await;
+            if accepted.send(connection).is_err() {
+                break;
+            }
+        }
+    });
+    // One silent socket holds a slot; two clients then complete their handshakes one
+    // after the other. With slots freed on completion, at most two are ever in flight,
+    // so the silent one is never shed.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let config = client_config(&world.ca, leaf_identity(&world.a), &[b"h2"]);
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        kept.push(connect(addr, config.clone()).await.expect("handshake"));
+        let (connection, _) = tokio::time::timeout(Duration::from_secs(5), completed.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(connection.alpn_protocol(), Some(&b"h2"[..]));
+        assert_eq!(
+            connection
+                .info()
+                .client_certificate()
+                .map(|c| c.thumbprint().to_owned()),
+            Some(world.a.thumbprint.clone())
+        );
+    }
+    assert!(
+        !closed_within(&mut silent, Duration::from_millis(300)).await,
+        "a handshake in flight was shed though only one was"
+    );
+    // Two in flight at the limit: a third sheds the oldest.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!closed_within(&mut second, Duration::from_millis(200)).await);
+    kept.push(
+        connect(addr, config.clone())
+            .await
+            .expect("a new client never waits"),
+    );
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(2)).await,
+        "the oldest is shed"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), completed.recv()).await;
+
+    // ALPN as negotiated: http/1.1, or none at all.
+    for (offer, negotiated) in [
+        (&[&b"http/1.1"[..]][..], Some(&b"http/1.1"[..])),
+        (&[][..], None),
+    ] {
+        let config = client_config(&world.ca, leaf_identity(&world.a), offer);
+        kept.push(connect(addr, config).await.expect("handshake"));
+        let (connection, _) = tokio::time::timeout(Duration::from_secs(5), completed.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(connection.alpn_protocol(), negotiated);
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_listener_stops_accepting() {
+    let world = World::new();
+    let listener = mtls_bound_token::tls::TlsListener::bind("127.0.0.1:0", world.tls())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    assert!(TcpStream::connect(addr).await.is_ok());
+    drop(listener);
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "the port still accepts after the listener was dropped"
+    );
+}
