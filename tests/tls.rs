@@ -404,3 +404,37 @@ async fn a_dropped_listener_stops_accepting() {
         "the port still accepts after the listener was dropped"
     );
 }
+
+#[tokio::test]
+async fn an_accepted_connection_reads_and_writes_plain_bytes() {
+    use axum::serve::Listener;
+    let world = World::new();
+    let mut listener = mtls_bound_token::tls::TlsListener::bind("127.0.0.1:0", world.tls())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let config = client_config(&world.ca, leaf_identity(&world.a), &[]);
+    let client = tokio::spawn(async move {
+        let mut tls = connect(addr, config).await.expect("handshake");
+        tls.write_all(b"ping").await.unwrap();
+        tls.flush().await.unwrap();
+        let mut answer = [0u8; 4];
+        tls.read_exact(&mut answer).await.unwrap();
+        answer
+    });
+    let (mut connection, peer) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .unwrap();
+    assert_eq!(connection.info().remote_addr(), peer);
+    let mut request = [0u8; 4];
+    connection.read_exact(&mut request).await.unwrap();
+    assert_eq!(&request, b"ping");
+    // Plain (not vectored) writes, as an application protocol other than hyper makes.
+    connection.write_all(b"pong").await.unwrap();
+    connection.flush().await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&answer, b"pong");
+}
