@@ -495,20 +495,27 @@ async fn discovery_checks_the_issuer_and_finds_the_jwks() {
         "introspection_endpoint": format!("http://{addr}/introspect"),
     })
     .to_string();
-    let app = routes(&upstream).route(
-        "/.well-known/openid-configuration",
-        get(move || {
-            let doc = doc.clone();
-            async move { ([("content-type", "application/json")], doc) }
-        }),
-    );
+    let app = routes(&upstream)
+        // A catch-all page where RFC 8414's document would be: not used, and the
+        // OpenID Connect one is read instead.
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(|| async { "<html>not here</html>" }),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([("content-type", "application/json")], doc) }
+            }),
+        );
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
     let _server = TestServer::new(addr, task);
 
     let client = loopback_client();
-    // RFC 8414's document is missing (404): OpenID Connect's is used.
+    // RFC 8414's path answers a page, not metadata: OpenID Connect's is used.
     let metadata = discover(&client, &issuer).await.unwrap();
     assert_eq!(
         metadata.jwks_uri.as_deref(),

@@ -58,9 +58,21 @@ pub async fn discover(
                 continue;
             }
         };
-        let document: Value = serde_json::from_slice(&fetched.body)
-            .map_err(|e| RemoteError::fetch(&url, format!("the metadata is not JSON: {e}")))?;
-        return read(client, issuer, url, &document);
+        // A document that cannot be used here (an HTML page at one of the two paths,
+        // say) is as good as none: the other path is tried.
+        let document: Value = match serde_json::from_slice(&fetched.body) {
+            Ok(document) => document,
+            Err(e) => {
+                problems.push(
+                    RemoteError::fetch(&url, format!("the metadata is not JSON: {e}")).to_string(),
+                );
+                continue;
+            }
+        };
+        match read(client, issuer, url, &document) {
+            Ok(metadata) => return Ok(metadata),
+            Err(e) => problems.push(e.to_string()),
+        }
     }
     Err(RemoteError::config(format!(
         "cannot read the metadata of issuer {issuer}: {}",
