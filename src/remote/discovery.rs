@@ -15,6 +15,10 @@ pub struct AuthServerMetadata {
     pub jwks_uri: Option<String>,
     /// Its RFC 7662 introspection endpoint.
     pub introspection_endpoint: Option<String>,
+    /// The introspection endpoint for clients that authenticate by certificate
+    /// (`mtls_endpoint_aliases`, RFC 8705 §5), when the server names one; use it with
+    /// [`tls_client_auth`](crate::remote::IntrospectionVerifierBuilder::tls_client_auth).
+    pub mtls_introspection_endpoint: Option<String>,
     /// The URL the metadata was read from.
     pub metadata_url: String,
 }
@@ -96,7 +100,7 @@ fn read(
             ),
         ));
     }
-    let endpoint = |name: &str| -> Result<Option<String>, RemoteError> {
+    let endpoint_in = |document: &Value, name: &str| -> Result<Option<String>, RemoteError> {
         match document.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(value)) => {
@@ -115,10 +119,15 @@ fn read(
             Some(_) => Err(RemoteError::fetch(&url, format!("{name} is not a string"))),
         }
     };
+    let aliases = document
+        .get("mtls_endpoint_aliases")
+        .cloned()
+        .unwrap_or(Value::Null);
     Ok(AuthServerMetadata {
         issuer: issuer.to_owned(),
-        jwks_uri: endpoint("jwks_uri")?,
-        introspection_endpoint: endpoint("introspection_endpoint")?,
+        jwks_uri: endpoint_in(document, "jwks_uri")?,
+        introspection_endpoint: endpoint_in(document, "introspection_endpoint")?,
+        mtls_introspection_endpoint: endpoint_in(&aliases, "introspection_endpoint")?,
         metadata_url: url,
     })
 }
@@ -159,6 +168,17 @@ mod tests {
             Some("https://as.example/jwks")
         );
         assert_eq!(metadata.introspection_endpoint, None);
+        assert_eq!(metadata.mtls_introspection_endpoint, None);
+        let aliased = serde_json::json!({
+            "issuer": "https://as.example",
+            "introspection_endpoint": "https://as.example/introspect",
+            "mtls_endpoint_aliases": {"introspection_endpoint": "https://mtls.as.example/introspect"},
+        });
+        let metadata = read(&client, "https://as.example", "u".into(), &aliased).unwrap();
+        assert_eq!(
+            metadata.mtls_introspection_endpoint.as_deref(),
+            Some("https://mtls.as.example/introspect")
+        );
         for issuer in [
             "https://as.example/",
             "https://evil.example",
