@@ -418,8 +418,8 @@ async fn an_accepted_connection_reads_and_writes_plain_bytes() {
         let mut tls = connect(addr, config).await.expect("handshake");
         tls.write_all(b"ping").await.unwrap();
         tls.flush().await.unwrap();
-        let mut answer = [0u8; 4];
-        tls.read_exact(&mut answer).await.unwrap();
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await.unwrap();
         answer
     });
     let (mut connection, peer) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
@@ -432,9 +432,13 @@ async fn an_accepted_connection_reads_and_writes_plain_bytes() {
     // Plain (not vectored) writes, as an application protocol other than hyper makes.
     connection.write_all(b"pong").await.unwrap();
     connection.flush().await.unwrap();
+    // A shutdown ends the stream for the client (close_notify), while the server still
+    // holds the connection.
+    connection.shutdown().await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(5), client)
         .await
-        .unwrap()
+        .expect("the client saw the end of the stream")
         .unwrap();
     assert_eq!(&answer, b"pong");
+    drop(connection);
 }

@@ -331,3 +331,34 @@ async fn without_a_certificate_no_token_is_even_verified() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(calls.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn the_cache_is_bounded_by_the_bytes_it_holds() {
+    use mtls_bound_token::token::{CachingVerifier, DEFAULT_TOKEN_CACHE_BYTES};
+    assert_eq!(
+        DEFAULT_TOKEN_CACHE_BYTES,
+        32 * 1024 * 1024,
+        "the documented default"
+    );
+    let world = World::new();
+    // Room for a thousand entries by count, for fewer by bytes: each entry weighs its
+    // claims (counted twice) and its overhead.
+    let cache = CachingVerifier::with_bounds(jwt(&world), 1000, 64 * 1024, Duration::from_secs(60))
+        .unwrap();
+    let parts = Request::new(()).into_parts().0;
+    for i in 0..100 {
+        let mut claims = pki::claims(ISSUER, AUDIENCE, "client-a", "read", Some(&world.a));
+        claims["jti"] = serde_json::json!(format!("token-{i}"));
+        cache
+            .verify(&world.key.sign(&claims), &parts)
+            .await
+            .unwrap();
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.misses, 100);
+    assert!(
+        (1..100).contains(&stats.entries),
+        "64 KiB holds fewer than all 100 entries: {}",
+        stats.entries
+    );
+}

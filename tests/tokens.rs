@@ -668,3 +668,25 @@ async fn the_jwt_verifier_is_a_verifier_of_its_own() {
     let answer = as_a(&server, &world, "/whoami", &world.token_for_a("read")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
+
+#[tokio::test]
+async fn any_token_type_is_accepted_when_configured_so_and_the_rest_stays() {
+    use mtls_bound_token::token::JwtVerifier;
+    let world = World::new();
+    let verifier = JwtVerifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_json(world.jwks())
+        .accept_any_token_type()
+        .build()
+        .unwrap();
+    for typ in [Some("JWT"), Some("id_token+jwt"), None] {
+        let mut header = world.key.header();
+        header.typ = typ.map(str::to_owned);
+        let token = world.key.sign_with(header, &a_claims(&world));
+        let claims = verifier.verify_token(&token).await.unwrap();
+        assert_eq!(claims.client_id(), Some("client-a"), "{typ:?}");
+    }
+    // The issuer and audience set before it still hold.
+    assert_eq!((verifier.issuer(), verifier.audience()), (ISSUER, AUDIENCE));
+}
