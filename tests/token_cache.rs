@@ -362,3 +362,25 @@ async fn the_cache_is_bounded_by_the_bytes_it_holds() {
         stats.entries
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_entry_lives_no_longer_than_the_ttl() {
+    use mtls_bound_token::token::CachingVerifier;
+    let world = World::new();
+    let (verifier, calls) = counting(jwt(&world));
+    let cache =
+        CachingVerifier::with_bounds(verifier, 10, 1 << 20, Duration::from_secs(2)).unwrap();
+    let parts = Request::new(()).into_parts().0;
+    let token = world.token_for_a("read");
+    cache.verify(&token, &parts).await.unwrap();
+    tokio::time::advance(Duration::from_millis(1999)).await;
+    cache.verify(&token, &parts).await.unwrap();
+    assert_eq!(calls.load(Ordering::Relaxed), 1, "within the TTL: a hit");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    cache.verify(&token, &parts).await.unwrap();
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        2,
+        "at the TTL: verified again"
+    );
+}

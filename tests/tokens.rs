@@ -690,3 +690,38 @@ async fn any_token_type_is_accepted_when_configured_so_and_the_rest_stays() {
     // The issuer and audience set before it still hold.
     assert_eq!((verifier.issuer(), verifier.audience()), (ISSUER, AUDIENCE));
 }
+
+#[test]
+fn a_custom_verifier_with_any_jwt_option_is_refused() {
+    use mtls_bound_token::token::JwtVerifier;
+    use mtls_bound_token::{ConfigError, MtlsBoundTokenLayerBuilder};
+    let world = World::new();
+    let verifier = || {
+        JwtVerifier::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .jwks_json(world.jwks())
+            .build()
+            .unwrap()
+    };
+    let with_verifier = || MtlsBoundTokenLayer::builder().verifier(verifier());
+    assert!(with_verifier().build().is_ok());
+    let options: [(
+        &str,
+        fn(MtlsBoundTokenLayerBuilder) -> MtlsBoundTokenLayerBuilder,
+    ); 6] = [
+        ("issuer", |b| b.issuer(ISSUER)),
+        ("audience", |b| b.audience(AUDIENCE)),
+        ("keys", |b| b.jwks_json(r#"{"keys":[]}"#)),
+        ("leeway", |b| b.leeway(std::time::Duration::from_secs(5))),
+        ("token type", |b| b.accept_token_type("JWT")),
+        ("any token type", |b| b.accept_any_token_type()),
+    ];
+    for (name, option) in options {
+        let err = option(with_verifier()).build().unwrap_err();
+        assert!(
+            matches!(err, ConfigError::VerifierAndJwtOptions),
+            "{name}: {err}"
+        );
+    }
+}
