@@ -706,8 +706,8 @@ fn a_custom_verifier_with_any_jwt_option_is_refused() {
     };
     let with_verifier = || MtlsBoundTokenLayer::builder().verifier(verifier());
     assert!(with_verifier().build().is_ok());
-    type Option = fn(MtlsBoundTokenLayerBuilder) -> MtlsBoundTokenLayerBuilder;
-    let options: [(&str, Option); 6] = [
+    type SetOption = fn(MtlsBoundTokenLayerBuilder) -> MtlsBoundTokenLayerBuilder;
+    let options: [(&str, SetOption); 6] = [
         ("issuer", |b| b.issuer(ISSUER)),
         ("audience", |b| b.audience(AUDIENCE)),
         ("keys", |b| b.jwks_json(r#"{"keys":[]}"#)),
