@@ -723,3 +723,27 @@ fn a_custom_verifier_with_any_jwt_option_is_refused() {
         );
     }
 }
+
+#[test]
+fn the_leeway_may_be_five_minutes_and_no_more() {
+    use mtls_bound_token::token::JwtVerifier;
+    let world = World::new();
+    let with = |leeway| {
+        JwtVerifier::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .jwks_json(world.jwks())
+            .leeway(leeway)
+            .build()
+    };
+    assert_eq!(
+        mtls_bound_token::MAX_LEEWAY,
+        std::time::Duration::from_secs(300)
+    );
+    assert!(with(mtls_bound_token::MAX_LEEWAY).is_ok());
+    let err = with(mtls_bound_token::MAX_LEEWAY + std::time::Duration::from_secs(1)).unwrap_err();
+    assert!(
+        matches!(err, mtls_bound_token::ConfigError::LeewayTooLarge(_)),
+        "{err}"
+    );
+}

@@ -232,3 +232,28 @@ impl TokenVerifier for CachingVerifier {
         Box::pin(self.verify_cached(token, request))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: serde_json::Value) -> TokenClaims {
+        TokenClaims::from_json(value.as_object().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn claims_weigh_what_they_hold() {
+        let small = claims(json!({"iss": "i"}));
+        assert!(claims_weight(&small) < 512, "{}", claims_weight(&small));
+        // Held twice (the parsed fields and the map), so at least twice the text.
+        for big in [
+            json!({"iss": "i", "s": "x".repeat(4000)}),
+            json!({"iss": "i", "a": vec!["y".repeat(200); 20]}),
+            json!({"iss": "i", "o": {"k": "z".repeat(4000)}}),
+        ] {
+            let weight = claims_weight(&claims(big.clone()));
+            assert!(weight >= 8000, "{weight} for {}", &big.to_string()[..40]);
+        }
+    }
+}
