@@ -244,8 +244,19 @@ mod tests {
 
     #[test]
     fn claims_weigh_what_they_hold() {
-        let small = claims(json!({"iss": "i"}));
-        assert!(claims_weight(&small) < 512, "{}", claims_weight(&small));
+        // Each member: its name, 48 bytes of map entry, and its value (a string its
+        // length and 24, a number 16, an array or object its items and 24); all twice.
+        let weigh = |value: serde_json::Value| claims_weight(&claims(value));
+        assert_eq!(weigh(json!({"iss": "i"})), 2 * (3 + 48 + 25));
+        assert_eq!(weigh(json!({"iss": "i", "n": 5})), 2 * (76 + 1 + 48 + 16));
+        assert_eq!(
+            weigh(json!({"iss": "i", "a": ["yy"]})),
+            2 * (76 + 1 + 48 + 26 + 24)
+        );
+        assert_eq!(
+            weigh(json!({"iss": "i", "o": {"k": "z"}})),
+            2 * (76 + 1 + 48 + (1 + 48 + 25) + 24)
+        );
         // Held twice (the parsed fields and the map), so at least twice the text.
         for big in [
             json!({"iss": "i", "s": "x".repeat(4000)}),
