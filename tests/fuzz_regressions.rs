@@ -160,3 +160,31 @@ const EMPTY_TYPE_OID: &[&str] = &[
     "48003045022100e84e5b9fecfcafa3ced1320df4cb48de4084fd5a5afce7b0f09f2d1f12b5b9c702",
     "2011634854fb9ef6e3e4ea16abd4b89b8a129638c5f8648fc9d1d872c1ae3eabe3",
 ];
+
+/// Found by the `certificates` target (a fuzzer-made issuing CA certificate): its
+/// subject's attribute type is the one-byte OID `06 01 00`, which x509-parser writes as
+/// the single arc `0`. RFC 4514's `numericoid` has two arcs or more, so the subject
+/// printed as `0=#0000` does not read back as a name. Such a name can be neither
+/// compared nor registered: the certificate is refused as malformed, like one whose
+/// attribute has no type at all.
+#[test]
+fn a_subject_attribute_typed_by_a_single_arc_is_malformed() {
+    let der = hex::decode(SINGLE_ARC_TYPE.concat()).expect("hex");
+    assert_eq!(
+        PeerCertificate::from_der(&der).err(),
+        Some(CertificateError::Malformed)
+    );
+}
+
+const SINGLE_ARC_TYPE: &[&str] = &[
+    "308201763082011da003020102021427024f5ba62effbb35e912f9888d825bd090e679300a06082a",
+    "8648ce3d04030230173115301306035504030c0c46757a7a20526f6f742043413020170d37353031",
+    "30313030303030305a180f34303936303130313030303030305a301a3118301606010000000c0f46",
+    "757a7a2049737375696e672043413059301306072a8648ce3d020106082a8648ce3d030107034200",
+    "04cc79e881429e2a908d1ef0736e670ff226a5122b061368d80e5b7d60e8ebef9e68c996dc02a71b",
+    "2c1b6c55b77bec37cac7df9ce0dc131ad9b4464bd02df4299da3423040300e0603551d0104010fff",
+    "0403020106301d0603551d0e04160414cc786041b4e6c8b0743c6b83e3f4c5e5bdd1fc9c300f0603",
+    "551d130101ff040530030101ff300a06082a8648ce3d040302034700304402207f7f2a07f5040233",
+    "f54f73c2dd955cabfa6683dab7c0bdded0bce565ec92fabf02206d0d7cb5aeb8458b630100283fb0",
+    "5b96aad5d0b6d67c74000fdf421dc282d432",
+];

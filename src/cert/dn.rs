@@ -366,6 +366,17 @@ fn parse_attribute(text: &str) -> Result<(Attribute, &str), DnParseError> {
     Ok((Attribute { oid, value }, rest))
 }
 
+/// Whether `name` is an RFC 4514 `numericoid`: two or more dot-separated decimal arcs
+/// without leading zeros.
+pub(crate) fn is_numeric_oid(name: &str) -> bool {
+    name.contains('.')
+        && name.split('.').all(|arc| {
+            !arc.is_empty()
+                && arc.bytes().all(|b| b.is_ascii_digit())
+                && (arc == "0" || !arc.starts_with('0'))
+        })
+}
+
 fn attribute_oid(name: &str) -> Result<String, DnParseError> {
     if name.is_empty() {
         return Err(DnParseError("an attribute type is empty"));
@@ -380,12 +391,7 @@ fn attribute_oid(name: &str) -> Result<String, DnParseError> {
         .strip_prefix("OID.")
         .or_else(|| name.strip_prefix("oid."))
         .unwrap_or(name);
-    let numeric = name.split('.').all(|arc| {
-        !arc.is_empty()
-            && arc.bytes().all(|b| b.is_ascii_digit())
-            && (arc == "0" || !arc.starts_with('0'))
-    });
-    if numeric && name.contains('.') {
+    if is_numeric_oid(name) {
         Ok(name.to_owned())
     } else {
         Err(DnParseError(

@@ -96,8 +96,12 @@ impl PeerCertificate {
         // An attribute without a type (a zero-length OID) is no name at all, and has
         // no RFC 4514 form.
         let typeless = |name: &x509_parser::x509::X509Name<'_>| {
-            name.iter_attributes()
-                .any(|attribute| attribute.attr_type().as_bytes().is_empty())
+            name.iter_attributes().any(|attribute| {
+                // No type, or one with no RFC 4514 form (a single arc): the name
+                // could not be written, compared or registered.
+                attribute.attr_type().as_bytes().is_empty()
+                    || !crate::cert::dn::is_numeric_oid(&attribute.attr_type().to_id_string())
+            })
         };
         if typeless(cert.subject()) || typeless(cert.issuer()) {
             return Err(CertificateError::Malformed);
