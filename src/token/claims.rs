@@ -189,6 +189,31 @@ impl Confirmation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_is_read_whole_or_fractional_within_range() {
+        let exp = |value: serde_json::Value| {
+            let all = serde_json::json!({"iss": "i", "exp": value});
+            TokenClaims::from_json(all.as_object().unwrap().clone())
+                .unwrap()
+                .expires_at()
+        };
+        let at = |s: u64| Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(exp(serde_json::json!(1_700_000_000)), at(1_700_000_000));
+        assert_eq!(exp(serde_json::json!(1_700_000_000.9)), at(1_700_000_000));
+        assert_eq!(
+            exp(serde_json::json!(999_999_999_999_999.0)),
+            at(999_999_999_999_999)
+        );
+        for unreadable in [
+            serde_json::json!(-5.0),
+            serde_json::json!(1e15),
+            serde_json::json!(1e16),
+            serde_json::json!("1700000000"),
+        ] {
+            assert_eq!(exp(unreadable.clone()), None, "{unreadable}");
+        }
+    }
     use serde_json::json;
 
     fn claims(value: Value) -> Result<TokenClaims, AuthError> {
