@@ -27,7 +27,7 @@ pub(crate) fn check_binding(
     claims: &TokenClaims,
     certificate: Option<&PeerCertificate>,
 ) -> Result<bool, AuthError> {
-    match (&claims.confirmation, policy) {
+    match (claims.confirmation(), policy) {
         (Confirmation::Absent, BindingPolicy::Optional) => Ok(false),
         (Confirmation::Absent, BindingPolicy::Required) => Err(AuthError::invalid_token_because(
             AuthReason::NotBound,

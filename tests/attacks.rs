@@ -604,11 +604,16 @@ async fn without_connect_info_no_header_is_believed() {
 
 /// A JWT with exactly this header JSON, signed by the world's key.
 fn signed_with_header(world: &World, header: &Value, claims: &Value) -> String {
+    signed_raw(world, &header.to_string(), &claims.to_string())
+}
+
+/// A token signed by the world's key over exactly these header and payload texts.
+fn signed_raw(world: &World, header: &str, claims: &str) -> String {
     mtls_bound_token::install_jwt_provider();
     let input = format!(
         "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
     );
     let signature =
         jsonwebtoken::crypto::sign(input.as_bytes(), &world.key.encoding, world.key.alg)
@@ -1070,6 +1075,61 @@ async fn a_binding_only_listener_requires_a_certificate_unless_told_otherwise() 
 }
 
 #[tokio::test]
+async fn a_member_named_twice_is_refused_wherever_it_is() {
+    // Two readers of the same signed text must not see two tokens: the issuer may have
+    // meant the first cnf, or checked the first typ. Refused in the header and in the
+    // payload, at the top level and inside cnf.
+    let world = World::new();
+    let router = whoami_router(world.layer());
+    let header = r#"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#;
+    let good = pki::claims(ISSUER, AUDIENCE, "client-a", "read", Some(&world.a));
+    let good_text = good.to_string();
+    let (status, _) = answer_of(
+        &router,
+        a_request(&world, &signed_raw(&world, header, &good_text)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the raw signing itself works");
+
+    let thumbprint = good["cnf"]["x5t#S256"].as_str().unwrap().to_owned();
+    let other = "A".repeat(43);
+    let body = good_text.trim_end_matches('}');
+    let cases = [
+        (
+            "cnf named twice, ours last",
+            header.to_owned(),
+            format!(r#"{body},"cnf":{{"x5t#S256":"{thumbprint}"}}}}"#),
+            "the token's payload is not a JSON object",
+        ),
+        (
+            "x5t#S256 named twice inside cnf",
+            header.to_owned(),
+            good_text.replace(
+                &format!(r#""x5t#S256":"{thumbprint}""#),
+                &format!(r#""x5t#S256":"{other}","x5t#S256":"{thumbprint}""#),
+            ),
+            "the token's payload is not a JSON object",
+        ),
+        (
+            "typ named twice in the header",
+            r#"{"alg":"ES256","typ":"JWT","kid":"k1","typ":"at+jwt"}"#.to_owned(),
+            good_text.clone(),
+            "the access token is not a well-formed signed JWT",
+        ),
+    ];
+    for (case, header, claims, description) in cases {
+        assert!(
+            claims != good_text || header.matches("typ").count() == 2,
+            "{case}: the case changes the payload or the header"
+        );
+        let token = signed_raw(&world, &header, &claims);
+        let (status, body) = answer_of(&router, a_request(&world, &token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert_eq!(body["error_description"], description, "{case}");
+    }
+}
+
+#[tokio::test]
 async fn each_claim_refusal_says_which_claim() {
     // The status is 401 for all of these; what tells a client (and an operator reading
     // its report) which rule it broke is the description, so each is pinned.
@@ -1125,16 +1185,20 @@ async fn each_claim_refusal_says_which_claim() {
             }),
             "the token has no aud claim",
         ),
-        // jsonwebtoken reads a non-numeric exp as no exp.
         (
             "exp of the wrong type",
             with(&|c| c["exp"] = json!("tomorrow")),
-            "the token has no exp claim",
+            "the token's exp is not a number",
         ),
         (
             "nbf of the wrong type",
             with(&|c| c["nbf"] = json!("tomorrow")),
-            "a claim of the token has the wrong type",
+            "the token's nbf is not a number",
+        ),
+        (
+            "a payload that is not an object",
+            json!(["claims"]),
+            "the token's payload is not a JSON object",
         ),
     ];
     for (case, claims, description) in cases {
@@ -1153,4 +1217,31 @@ async fn each_claim_refusal_says_which_claim() {
         body["error_description"],
         "the token's signature does not verify"
     );
+
+    // Segments that do not make a JWS: a signature that is not base64url, and four or
+    // five segments (a JWE) instead of three.
+    let token = world.token_for_a("read");
+    let (input, _) = token.rsplit_once('.').unwrap();
+    let (header_segment, _) = token.split_once('.').unwrap();
+    for (case, bad, description) in [
+        (
+            "signature not base64url",
+            format!("{input}.A"),
+            "the token's signature is not base64url",
+        ),
+        (
+            "four segments",
+            format!("{token}.x"),
+            "the access token is not a well-formed signed JWT",
+        ),
+        (
+            "the payload's dot",
+            format!("{header_segment}.a.b.c.d"),
+            "the access token is not a well-formed signed JWT",
+        ),
+    ] {
+        let (status, body) = answer_of(&router, a_request(&world, &bad)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+        assert_eq!(body["error_description"], description, "{case}");
+    }
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{AuthServerClient, RemoteError};
 use crate::config::{DEFAULT_LEEWAY, MAX_LEEWAY};
+use crate::token::checks::{ClaimChecks, object_without_duplicates};
 use crate::token::{TokenClaims, TokenVerifier, VerifyFuture};
 use crate::{AuthError, AuthReason};
 
@@ -212,10 +213,13 @@ impl IntrospectionVerifierBuilder {
                 endpoint: self.endpoint,
                 client,
                 auth,
-                issuer,
-                audience,
-                allow_missing_audience: self.allow_missing_audience,
-                leeway: self.leeway,
+                checks: ClaimChecks {
+                    issuer,
+                    audience,
+                    leeway: self.leeway,
+                    require_exp: false,
+                    require_aud: !self.allow_missing_audience,
+                },
                 cache_ttl: self.cache_ttl,
                 inactive_ttl: self.inactive_ttl,
                 cache,
@@ -281,10 +285,8 @@ struct Inner {
     endpoint: String,
     client: AuthServerClient,
     auth: ClientAuth,
-    issuer: String,
-    audience: String,
-    allow_missing_audience: bool,
-    leeway: Duration,
+    /// `iss`, `aud`, `exp` and `nbf`, as for a JWT, but `exp` may be left out.
+    checks: ClaimChecks,
     cache_ttl: Duration,
     inactive_ttl: Duration,
     cache: Option<AnswerCache>,
@@ -300,8 +302,8 @@ impl fmt::Debug for IntrospectionVerifier {
         f.debug_struct("IntrospectionVerifier")
             .field("endpoint", &inner.endpoint)
             .field("auth", &inner.auth)
-            .field("issuer", &inner.issuer)
-            .field("audience", &inner.audience)
+            .field("issuer", &inner.checks.issuer)
+            .field("audience", &inner.checks.audience)
             .field("cached", &inner.cache.as_ref().map_or(0, AnswerCache::len))
             .finish_non_exhaustive()
     }
@@ -328,7 +330,7 @@ impl IntrospectionVerifier {
 
     /// The issuer whose tokens this verifier introspects.
     pub fn issuer(&self) -> &str {
-        &self.inner.issuer
+        &self.inner.checks.issuer
     }
 
     /// Answers held in the cache.
@@ -375,8 +377,8 @@ impl IntrospectionVerifier {
                 RETRY_AFTER,
             )
         })?;
-        let answer: Map<String, Value> = serde_json::from_slice(&fetched.body).map_err(|e| {
-            tracing::warn!(endpoint = %inner.endpoint, error = %e, "introspection answer is not a JSON object");
+        let answer = object_without_duplicates(&fetched.body).ok_or_else(|| {
+            tracing::warn!(endpoint = %inner.endpoint, "introspection answer is not a JSON object, or names a member twice");
             AuthError::unavailable(
                 "the token cannot be verified now: the introspection answer is unusable",
                 RETRY_AFTER,
@@ -452,64 +454,27 @@ impl Inner {
                 self.inactive_ttl,
             );
         }
-        match answer.get("iss") {
-            None => {
-                answer.insert("iss".into(), Value::String(self.issuer.clone()));
-            }
-            Some(Value::String(iss)) if *iss == self.issuer => {}
-            Some(_) => {
-                return refuse(
-                    AuthReason::WrongIssuer,
-                    "the token's issuer is not the expected one",
-                    self.inactive_ttl,
-                );
-            }
-        }
-        let audience_ok = match answer.get("aud") {
-            None => self.allow_missing_audience,
-            Some(Value::String(aud)) => *aud == self.audience,
-            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&self.audience)),
-            Some(_) => false,
-        };
-        if !audience_ok {
-            return refuse(
-                AuthReason::WrongAudience,
-                "the token is not for this audience",
-                self.inactive_ttl,
-            );
+        // RFC 7662 §2.2: `iss` is optional; without it the answer speaks for our issuer.
+        if !answer.contains_key("iss") {
+            answer.insert("iss".into(), Value::String(self.checks.issuer.clone()));
         }
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let leeway = self.leeway.as_secs();
-        let time = |name: &str| -> Result<Option<u64>, ()> {
-            match answer.get(name) {
-                None => Ok(None),
-                Some(value) => value.as_u64().map(Some).ok_or(()),
+        let exp = match self.checks.check(&answer, now_secs) {
+            Ok(exp) => exp,
+            Err((reason, description)) => {
+                // A token not valid yet may be soon: that refusal is not kept.
+                let ttl = if reason == AuthReason::NotYetValid {
+                    Duration::ZERO
+                } else {
+                    self.inactive_ttl
+                };
+                return refuse(reason, description, ttl);
             }
         };
-        let (Ok(exp), Ok(nbf)) = (time("exp"), time("nbf")) else {
-            return refuse(
-                AuthReason::InvalidClaim,
-                "exp or nbf of the introspection answer is not a number",
-                self.inactive_ttl,
-            );
-        };
-        if exp.is_some_and(|exp| exp.saturating_add(leeway) <= now_secs) {
-            return refuse(
-                AuthReason::Expired,
-                "the token has expired",
-                self.inactive_ttl,
-            );
-        }
-        if nbf.is_some_and(|nbf| nbf > now_secs.saturating_add(leeway)) {
-            return refuse(
-                AuthReason::NotYetValid,
-                "the token is not valid yet (nbf)",
-                Duration::ZERO,
-            );
-        }
         let ttl = match exp {
             Some(exp) => self.cache_ttl.min(Duration::from_secs(
-                exp.saturating_add(leeway).saturating_sub(now_secs),
+                exp.saturating_add(self.checks.leeway.as_secs())
+                    .saturating_sub(now_secs),
             )),
             None => self.cache_ttl,
         };
@@ -585,7 +550,7 @@ mod tests {
             reason(json!({"active": true, "aud": aud, "iss": "https://other"})),
             AuthReason::WrongIssuer
         );
-        assert_eq!(reason(json!({"active": true})), AuthReason::WrongAudience);
+        assert_eq!(reason(json!({"active": true})), AuthReason::InvalidClaim);
         assert_eq!(
             reason(json!({"active": true, "aud": "x"})),
             AuthReason::WrongAudience

@@ -1,6 +1,7 @@
 //! What a verified access token says: RFC 9068 claims, scopes and the `cnf` binding.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,17 +9,22 @@ use serde_json::{Map, Value};
 
 use crate::{AuthError, AuthReason};
 
-/// The claims of a verified access token.
+/// The claims of a verified access token. Cheap to clone: the claims are shared.
 #[derive(Clone)]
 pub struct TokenClaims {
+    read: Arc<Read>,
+    /// The key that verified the token, when a key did (not for introspection).
+    pub(crate) key_life: Option<super::keys::KeyLife>,
+}
+
+/// What [`TokenClaims::from_json`] read, once.
+struct Read {
     issuer: String,
     subject: Option<String>,
     client_id: Option<String>,
     scopes: Vec<String>,
-    pub(crate) confirmation: Confirmation,
+    confirmation: Confirmation,
     all: Map<String, Value>,
-    /// The key that verified the token, when a key did (not for introspection).
-    pub(crate) key_life: Option<super::keys::KeyLife>,
 }
 
 /// The token's `cnf` member (RFC 8705 §3.1), as far as this crate can use it.
@@ -92,45 +98,52 @@ impl TokenClaims {
         }
 
         Ok(Self {
-            confirmation: Confirmation::of(all.get("cnf")),
-            issuer,
-            subject,
-            client_id,
-            scopes,
-            all,
+            read: Arc::new(Read {
+                confirmation: Confirmation::of(all.get("cnf")),
+                issuer,
+                subject,
+                client_id,
+                scopes,
+                all,
+            }),
             key_life: None,
         })
     }
 
+    /// What `cnf` says of the binding.
+    pub(crate) fn confirmation(&self) -> &Confirmation {
+        &self.read.confirmation
+    }
+
     /// `iss`.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.read.issuer
     }
 
     /// `sub`.
     pub fn subject(&self) -> Option<&str> {
-        self.subject.as_deref()
+        self.read.subject.as_deref()
     }
 
     /// `client_id` (RFC 9068 §2.2).
     pub fn client_id(&self) -> Option<&str> {
-        self.client_id.as_deref()
+        self.read.client_id.as_deref()
     }
 
     /// The scopes granted: `scope` split on spaces, plus `scp` when present.
     pub fn scopes(&self) -> &[String] {
-        &self.scopes
+        &self.read.scopes
     }
 
     /// Whether `scope` was granted. Exact match: `administrator` does not grant `admin`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.read.scopes.iter().any(|s| s == scope)
     }
 
     /// `exp`, when it is a number of seconds since the epoch.
     pub fn expires_at(&self) -> Option<std::time::SystemTime> {
         // RFC 7519 NumericDate: seconds, possibly with a fraction (which is dropped).
-        let exp = self.all.get("exp")?;
+        let exp = self.read.all.get("exp")?;
         let seconds = exp.as_u64().or_else(|| {
             exp.as_f64()
                 .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e15)
@@ -141,22 +154,22 @@ impl TokenClaims {
 
     /// One claim by name.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.all.get(name)
+        self.read.all.get(name)
     }
 
     /// All claims.
     pub fn all(&self) -> &Map<String, Value> {
-        &self.all
+        &self.read.all
     }
 }
 
 impl fmt::Debug for TokenClaims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenClaims")
-            .field("issuer", &self.issuer)
-            .field("subject", &self.subject)
-            .field("client_id", &self.client_id)
-            .field("scopes", &self.scopes)
+            .field("issuer", &self.read.issuer)
+            .field("subject", &self.read.subject)
+            .field("client_id", &self.read.client_id)
+            .field("scopes", &self.read.scopes)
             .finish_non_exhaustive()
     }
 }

@@ -7,21 +7,17 @@ use std::time::Duration;
 
 use http::request::Parts;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{AlgorithmFamily, Validation};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::checks::{ClaimChecks, Refusal, object_without_duplicates};
 use super::{KeySet, KeySource, StaticKeys, TokenClaims, TokenVerifier, VerifyFuture};
 use crate::config::{DEFAULT_LEEWAY, MAX_LEEWAY};
 use crate::{AuthError, AuthReason, ConfigError};
-
-/// The asymmetric algorithm families this crate verifies. HMAC and `none` are never
-/// among them.
-const FAMILIES: [AlgorithmFamily; 3] = [
-    AlgorithmFamily::Rsa,
-    AlgorithmFamily::Ec,
-    AlgorithmFamily::Ed,
-];
 
 /// Which JOSE `typ` header values are accepted.
 #[derive(Debug, Clone)]
@@ -56,19 +52,15 @@ impl TokenTypes {
 /// [`TokenVerifier`]s.
 pub struct JwtVerifier {
     keys: Arc<dyn KeySource>,
-    /// One per entry of [`FAMILIES`]: jsonwebtoken wants the algorithms of a validation
-    /// to be of one family.
-    validations: [Validation; 3],
+    checks: ClaimChecks,
     token_types: TokenTypes,
-    issuer: String,
-    audience: String,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
+            .field("issuer", &self.checks.issuer)
+            .field("audience", &self.checks.audience)
             .field("token_types", &self.token_types)
             .finish_non_exhaustive()
     }
@@ -248,34 +240,27 @@ impl JwtVerifier {
         leeway: Duration,
         token_types: TokenTypes,
     ) -> Self {
-        let validations = FAMILIES.map(|family| {
-            // The header's algorithm is checked against its key before decoding; this
-            // list only keeps jsonwebtoken from ever taking an HMAC or `none` path.
-            let mut validation = Validation::new_for_family(family);
-            validation.set_issuer(&[&issuer]);
-            validation.set_audience(&[&audience]);
-            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-            validation.validate_nbf = true;
-            validation.leeway = leeway.as_secs();
-            validation
-        });
         Self {
             keys,
-            validations,
+            checks: ClaimChecks {
+                issuer,
+                audience,
+                leeway,
+                require_exp: true,
+                require_aud: true,
+            },
             token_types,
-            issuer,
-            audience,
         }
     }
 
     /// The issuer this verifier accepts.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.checks.issuer
     }
 
     /// The audience this verifier accepts.
     pub fn audience(&self) -> &str {
-        &self.audience
+        &self.checks.audience
     }
 
     /// Verifies `token`; see the type's documentation for what is checked.
@@ -283,23 +268,27 @@ impl JwtVerifier {
     /// # Errors
     /// 401 `invalid_token` with its [`AuthReason`]; 503 when the key source has no keys.
     pub async fn verify_token(&self, token: &str) -> Result<TokenClaims, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            AuthError::invalid_token_because(
+        let refuse =
+            |(reason, description): Refusal| AuthError::invalid_token_because(reason, description);
+        // The header is read once, here; what jsonwebtoken does for us is the signature.
+        let jws = Jws::split(token).ok_or_else(|| {
+            refuse((
                 AuthReason::MalformedToken,
                 "the access token is not a well-formed signed JWT",
-            )
+            ))
         })?;
+        let header = &jws.header;
         if !self.token_types.accepts(header.typ.as_deref()) {
-            return Err(AuthError::invalid_token_because(
+            return Err(refuse((
                 AuthReason::WrongType,
                 "the token's typ is not at+jwt (RFC 9068)",
-            ));
+            )));
         }
-        if header.crit.is_some() || has_crit_member(token) {
-            return Err(AuthError::invalid_token_because(
+        if header.crit {
+            return Err(refuse((
                 AuthReason::CriticalHeader,
                 "the token has critical header parameters this server does not understand",
-            ));
+            )));
         }
         let keys = self
             .keys
@@ -313,32 +302,97 @@ impl JwtVerifier {
                 )
             })?;
         let key = keys.select(header.kid.as_deref())?;
+        // Pinned by the key: never HMAC, never `none`, never another family's.
         if !key.algorithms.contains(&header.alg) {
-            return Err(AuthError::invalid_token_because(
+            return Err(refuse((
                 AuthReason::WrongAlgorithm,
                 "the token's alg is not one its key allows",
-            ));
+            )));
         }
-        let family = header.alg.family();
-        let Some(validation) = FAMILIES
-            .iter()
-            .position(|f| *f == family)
-            .map(|i| &self.validations[i])
-        else {
-            return Err(AuthError::invalid_token_because(
-                AuthReason::WrongAlgorithm,
-                "the token's alg is not accepted",
-            ));
-        };
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
-            .map_err(|e| {
-                let (reason, description) = describe(e.kind());
-                AuthError::invalid_token_because(reason, description)
+        match jsonwebtoken::crypto::verify(
+            jws.signature,
+            jws.signing_input.as_bytes(),
+            &key.key,
+            header.alg,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(refuse((
+                    AuthReason::BadSignature,
+                    "the token's signature does not verify",
+                )));
+            }
+            Err(e) => return Err(refuse(describe(e.kind()))),
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(jws.payload)
+            .ok()
+            .and_then(|json| object_without_duplicates(&json))
+            .ok_or_else(|| {
+                refuse((
+                    AuthReason::MalformedToken,
+                    "the token's payload is not a JSON object",
+                ))
             })?;
-        let mut claims = TokenClaims::from_json(data.claims)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.checks.check(&payload, now).map_err(refuse)?;
+        let mut claims = TokenClaims::from_json(payload)?;
         claims.key_life = Some(key.life.clone());
         Ok(claims)
     }
+}
+
+/// A compact JWS, split, with its header read (RFC 7515 §7.1).
+struct Jws<'t> {
+    header: JoseHeader,
+    /// `header.payload`, what the signature covers.
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+}
+
+impl<'t> Jws<'t> {
+    /// Exactly three base64url segments (a JWE's five, or anything else, is `None`)
+    /// and a header that is a JSON object with an `alg` this crate knows.
+    fn split(token: &'t str) -> Option<Self> {
+        let (signing_input, signature) = token.rsplit_once('.')?;
+        let (header, payload) = signing_input.split_once('.')?;
+        if payload.contains('.') {
+            return None;
+        }
+        // An object (not an array, which serde would also read into the struct),
+        // naming no member twice.
+        let json = URL_SAFE_NO_PAD.decode(header).ok()?;
+        let header = object_without_duplicates(&json)?;
+        let header = JoseHeader::deserialize(Value::Object(header)).ok()?;
+        Some(Self {
+            header,
+            signing_input,
+            payload,
+            signature,
+        })
+    }
+}
+
+/// The members of a JOSE header this crate reads.
+#[derive(serde::Deserialize)]
+struct JoseHeader {
+    alg: jsonwebtoken::Algorithm,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    /// Whether there is a `crit` member at all, even `"crit": null`: RFC 7515 §4.1.11
+    /// allows it only as a non-empty array of extensions, none of which this crate
+    /// understands.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 impl TokenVerifier for JwtVerifier {
@@ -347,58 +401,65 @@ impl TokenVerifier for JwtVerifier {
     }
 }
 
-/// Whether the JOSE header has a `crit` member at all: `"crit": null` reads as no `crit`
-/// in jsonwebtoken's `Header`, yet RFC 7515 §4.1.11 allows it only as a non-empty array,
-/// so any `crit` is refused.
-fn has_crit_member(token: &str) -> bool {
-    use base64::Engine;
-    let Some(segment) = token.split('.').next() else {
-        return false;
-    };
-    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment) else {
-        // decode_header already accepted it; whatever jsonwebtoken read is what counts.
-        return false;
-    };
-    // Only a header that mentions "crit" somewhere is parsed a second time.
-    json.windows(4).any(|w| w == b"crit")
-        && serde_json::from_slice::<Map<String, Value>>(&json)
-            .is_ok_and(|header| header.contains_key("crit"))
-}
-
-fn describe(kind: &ErrorKind) -> (AuthReason, &'static str) {
-    use AuthReason as R;
+/// Why jsonwebtoken could not check a signature: a signature segment that is not
+/// base64url is a malformed token; anything else is about the key.
+fn describe(kind: &ErrorKind) -> Refusal {
     match kind {
-        ErrorKind::InvalidSignature => (R::BadSignature, "the token's signature does not verify"),
-        ErrorKind::ExpiredSignature => (R::Expired, "the token has expired"),
-        ErrorKind::ImmatureSignature => (R::NotYetValid, "the token is not valid yet (nbf)"),
-        ErrorKind::InvalidIssuer => (R::WrongIssuer, "the token's issuer is not the expected one"),
-        ErrorKind::InvalidAudience => (R::WrongAudience, "the token is not for this audience"),
-        ErrorKind::MissingRequiredClaim(claim) => (
-            R::InvalidClaim,
-            match claim.as_str() {
-                "exp" => "the token has no exp claim",
-                "iss" => "the token has no iss claim",
-                "aud" => "the token has no aud claim",
-                _ => "the token lacks a required claim",
-            },
+        ErrorKind::Base64(_) => (
+            AuthReason::MalformedToken,
+            "the token's signature is not base64url",
         ),
-        ErrorKind::InvalidAlgorithm => (R::WrongAlgorithm, "the token's alg is not accepted"),
-        ErrorKind::InvalidClaimFormat(_) => {
-            (R::InvalidClaim, "a claim of the token has the wrong type")
-        }
-        ErrorKind::InvalidEcdsaKey
-        | ErrorKind::InvalidEddsaKey
-        | ErrorKind::InvalidRsaKey(_)
-        | ErrorKind::InvalidKeyFormat => {
-            (R::BadSignature, "the token cannot be verified with its key")
-        }
-        _ => (R::MalformedToken, "the access token is malformed"),
+        _ => (
+            AuthReason::BadSignature,
+            "the token cannot be verified with its key",
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn segment(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    #[test]
+    fn a_jws_is_three_segments_and_a_header_with_a_known_alg() {
+        let header = segment(r#"{"alg":"ES256","kid":"k","typ":"at+jwt"}"#);
+        let token = format!("{header}.cGF5.c2ln");
+        let jws = Jws::split(&token).unwrap();
+        assert_eq!(jws.header.alg, jsonwebtoken::Algorithm::ES256);
+        assert_eq!(jws.header.kid.as_deref(), Some("k"));
+        assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
+        assert!(!jws.header.crit);
+        assert_eq!(jws.signing_input, format!("{header}.cGF5"));
+        assert_eq!((jws.payload, jws.signature), ("cGF5", "c2ln"));
+        for bad in [
+            format!("{header}.cGF5"),
+            format!("{header}.cGF5.c2ln.eA"),
+            format!("{header}.a.b.c.d"),
+            "eyJ.cGF5.c2ln".to_owned(),
+            format!("{}.cGF5.c2ln", segment(r#"{"alg":"none"}"#)),
+            format!("{}.cGF5.c2ln", segment(r#"{"kid":"k"}"#)),
+            format!("{}.cGF5.c2ln", segment(r#"{"alg":"ES256","kid":7}"#)),
+            format!("{}.cGF5.c2ln", segment(r#"{"alg":"ES256","alg":"ES256"}"#)),
+            format!("{}.cGF5.c2ln", segment(r#"["ES256"]"#)),
+            format!("{}.cGF5.c2ln", segment(r#"{"alg":"ES256","x":1,"x":2}"#)),
+        ] {
+            assert!(Jws::split(&bad).is_none(), "{bad}");
+        }
+        for crit in [r#""crit":null"#, r#""crit":[]"#, r#""crit":["b64"]"#] {
+            let header = segment(&format!(r#"{{"alg":"ES256",{crit}}}"#));
+            assert!(
+                Jws::split(&format!("{header}.cGF5.c2ln"))
+                    .unwrap()
+                    .header
+                    .crit,
+                "{crit}"
+            );
+        }
+    }
 
     #[test]
     fn typ_policy() {

@@ -2,6 +2,7 @@
 
 mod bearer;
 mod cache;
+pub(crate) mod checks;
 mod claims;
 mod jwt;
 mod keys;
