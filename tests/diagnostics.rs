@@ -40,10 +40,14 @@ impl Captured {
     /// Installs a WARN-level subscriber for this thread (the tests run on tokio's
     /// current-thread runtime, so the server's tasks log here too).
     fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        Self::install_at(tracing::Level::WARN)
+    }
+
+    fn install_at(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
         let captured = Self::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(captured.clone())
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(level)
             .with_ansi(false)
             .finish();
         (
@@ -197,6 +201,34 @@ async fn each_cause_is_logged_once_a_minute() {
     .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(captured.warnings().len(), 2);
+}
+
+#[tokio::test]
+async fn an_accepted_request_is_logged_with_the_clients_thumbprint_and_subject() {
+    let (captured, _guard) = Captured::install_at(tracing::Level::DEBUG);
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let token = format!("Bearer {}", world.token_for_a("read"));
+    let answer = call(
+        &server,
+        &world,
+        Some(&world.a),
+        "/whoami",
+        &[("authorization", token.as_bytes())],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let text = captured.text();
+    let line = text
+        .lines()
+        .find(|line| line.contains("request authorized"))
+        .unwrap_or_else(|| panic!("no authorization logged: {text}"));
+    assert!(line.contains("outcome=\"accepted\""), "{line}");
+    assert!(
+        line.contains(&format!("client.thumbprint=\"{}\"", world.a.thumbprint)),
+        "{line}"
+    );
+    assert!(line.contains("client.subject=\"O=Example,CN=client-a\""), "{line}");
 }
 
 #[tokio::test]

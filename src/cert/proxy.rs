@@ -167,7 +167,7 @@ impl ProxyCertificate {
             None => {
                 let certificate = match self.format.parse(value, companion) {
                     Ok(Forwarded::Chain(chain)) => {
-                        PeerCertificate::from_chain(chain).map_err(|_| {
+                        PeerCertificate::forwarded(chain).map_err(|_| {
                             AuthError::invalid_request(
                                 "the client certificate header holds no valid certificate",
                             )
