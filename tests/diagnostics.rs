@@ -228,7 +228,10 @@ async fn an_accepted_request_is_logged_with_the_clients_thumbprint_and_subject()
         line.contains(&format!("client.thumbprint=\"{}\"", world.a.thumbprint)),
         "{line}"
     );
-    assert!(line.contains("client.subject=\"O=Example,CN=client-a\""), "{line}");
+    assert!(
+        line.contains("client.subject=\"O=Example,CN=client-a\""),
+        "{line}"
+    );
 }
 
 #[tokio::test]

@@ -621,6 +621,28 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_weighs_its_header_certificate_chain_and_parsed_fields() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().to_vec();
+        let chain = [der.as_slice(), &[1u8; 700], &[2u8; 300]];
+        let certificate = Arc::new(PeerCertificate::forwarded(chain).unwrap());
+        let header = "h".repeat(2000);
+        assert_eq!(
+            quick_cache::Weighter::weight(&CacheWeight, &header, &certificate),
+            (2000 + der.len() + 700 + 300 + 512) as u64
+        );
+        let alone = Arc::new(PeerCertificate::forwarded([&der]).unwrap());
+        assert_eq!(
+            quick_cache::Weighter::weight(&CacheWeight, &header, &alone),
+            (2000 + der.len() + 512) as u64
+        );
+    }
+
+    #[test]
     fn validity_bounds_are_inclusive() {
         let source = trusting(&["127.0.0.1"]);
         let key = rcgen::KeyPair::generate().unwrap();
