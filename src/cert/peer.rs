@@ -94,11 +94,12 @@ impl PeerCertificate {
         Ok(leaf)
     }
 
-    /// A chain a trusted proxy forwarded, leaf first: read as far as binding and the
-    /// validity check need (its DER's SHA-256 and the validity period); subject and SANs
-    /// only when something asks for them. A leaf whose names then cannot be read has
-    /// none: it can still be bound to, but matches no registered name.
-    pub(crate) fn forwarded<I, C>(chain: I) -> Result<Self, CertificateError>
+    /// A chain from a TLS handshake or a trusted proxy, leaf first: read as far as
+    /// binding and the validity check need (its DER's SHA-256 and the validity period);
+    /// subject and SANs only when something asks for them. A leaf whose names then
+    /// cannot be read has none: it can still be bound to, but matches no registered
+    /// name. (On the TLS path rustls has parsed and verified the leaf already.)
+    pub(crate) fn read_lazily_chain<I, C>(chain: I) -> Result<Self, CertificateError>
     where
         I: IntoIterator<Item = C>,
         C: AsRef<[u8]>,
@@ -375,10 +376,10 @@ mod tests {
     }
 
     #[test]
-    fn a_forwarded_certificate_is_read_as_binding_needs_and_its_names_when_asked() {
+    fn a_lazily_read_certificate_has_what_binding_needs_and_its_names_when_asked() {
         let der = named_certificate();
         let eager = PeerCertificate::from_der(&der).unwrap();
-        let lazy = PeerCertificate::forwarded([&der[..], b"intermediate"]).unwrap();
+        let lazy = PeerCertificate::read_lazily_chain([&der[..], b"intermediate"]).unwrap();
         assert!(lazy.names.get().is_none(), "names unread until asked");
         assert_eq!(lazy.thumbprint(), eager.thumbprint());
         assert_eq!(lazy.thumbprint_bytes(), &crate::crypto::sha256(&der));
@@ -407,7 +408,7 @@ mod tests {
             PeerCertificate::from_der(&bad).err(),
             Some(CertificateError::Malformed)
         );
-        let lazy = PeerCertificate::forwarded([&bad]).unwrap();
+        let lazy = PeerCertificate::read_lazily_chain([&bad]).unwrap();
         assert_eq!(lazy.thumbprint_bytes(), &crate::crypto::sha256(&bad));
         assert_eq!(lazy.subject(), "");
         assert!(lazy.san_dns().is_empty() && lazy.san_uri().is_empty());
@@ -415,11 +416,11 @@ mod tests {
 
         let none: [&[u8]; 0] = [];
         assert_eq!(
-            PeerCertificate::forwarded(none).unwrap_err(),
+            PeerCertificate::read_lazily_chain(none).unwrap_err(),
             CertificateError::Empty
         );
         assert_eq!(
-            PeerCertificate::forwarded([&vec![0x30; MAX_CERTIFICATE_LEN + 1]]).unwrap_err(),
+            PeerCertificate::read_lazily_chain([&vec![0x30; MAX_CERTIFICATE_LEN + 1]]).unwrap_err(),
             CertificateError::TooLarge
         );
     }

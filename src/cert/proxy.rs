@@ -166,13 +166,12 @@ impl ProxyCertificate {
             Some(cached) => cached,
             None => {
                 let certificate = match self.format.parse(value, companion) {
-                    Ok(Forwarded::Chain(chain)) => {
-                        PeerCertificate::forwarded(chain).map_err(|_| {
+                    Ok(Forwarded::Chain(chain)) => PeerCertificate::read_lazily_chain(chain)
+                        .map_err(|_| {
                             AuthError::invalid_request(
                                 "the client certificate header holds no valid certificate",
                             )
-                        })?
-                    }
+                        })?,
                     Ok(Forwarded::Certificate(certificate)) => *certificate,
                     Err(description) => return Err(AuthError::invalid_request(description)),
                 };
@@ -629,13 +628,13 @@ mod tests {
             .unwrap();
         let der = cert.der().to_vec();
         let chain = [der.as_slice(), &[1u8; 700], &[2u8; 300]];
-        let certificate = Arc::new(PeerCertificate::forwarded(chain).unwrap());
+        let certificate = Arc::new(PeerCertificate::read_lazily_chain(chain).unwrap());
         let header = "h".repeat(2000);
         assert_eq!(
             quick_cache::Weighter::weight(&CacheWeight, &header, &certificate),
             (2000 + der.len() + 700 + 300 + 512) as u64
         );
-        let alone = Arc::new(PeerCertificate::forwarded([&der]).unwrap());
+        let alone = Arc::new(PeerCertificate::read_lazily_chain([&der]).unwrap());
         assert_eq!(
             quick_cache::Weighter::weight(&CacheWeight, &header, &alone),
             (2000 + der.len() + 512) as u64

@@ -157,7 +157,8 @@ async fn accept_loop(
                 }
             };
             let info = match stream.get_ref().1.peer_certificates() {
-                Some(chain) if !chain.is_empty() => match PeerCertificate::from_chain(chain) {
+                Some(chain) if !chain.is_empty() => match PeerCertificate::read_lazily_chain(chain)
+                {
                     Ok(certificate) => {
                         let certificate = Some(Arc::new(certificate));
                         if chains.validated(chain) {

@@ -393,7 +393,7 @@ fn certificate(element: Element<'_>) -> Result<Forwarded, FormatError> {
             )));
         }
     };
-    let certificate = PeerCertificate::forwarded(chain).map_err(|_| errors.invalid)?;
+    let certificate = PeerCertificate::read_lazily_chain(chain).map_err(|_| errors.invalid)?;
     if let Some(hash) = element.hash
         && !bool::from(certificate.thumbprint_bytes().ct_eq(&hash))
     {
