@@ -23,37 +23,66 @@ pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, 
             "the Authorization header is too large",
         ));
     }
-    let value = value.to_str().map_err(|_| {
-        AuthError::invalid_request("the Authorization header is not printable ASCII")
-    })?;
-
-    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // Bytes, not a str: printable ASCII is one fast scan (a header value holds no
+    // control character but HTAB), and token68 one pass.
+    let value = value.as_bytes();
+    if !value.is_ascii() {
+        return Err(AuthError::invalid_request(
+            "the Authorization header is not printable ASCII",
+        ));
+    }
+    let (scheme, credentials) = match value.iter().position(|b| *b == b' ') {
+        Some(space) => (&value[..space], &value[space + 1..]),
+        None => (value, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         // Another scheme (Basic, DPoP, ...) carries no bearer credentials: answer with
         // the bare challenge so that the client learns which scheme is expected.
         return Err(AuthError::MissingCredentials);
     }
-    let token = credentials.trim_matches(' ');
-    if token.is_empty() {
+    // RFC 6750 §2.1: spaces (and only spaces) around the token.
+    let Some(first) = credentials.iter().position(|b| *b != b' ') else {
         return Err(AuthError::invalid_request(
             "the Bearer credentials are empty",
         ));
-    }
+    };
+    let last = credentials
+        .iter()
+        .rposition(|b| *b != b' ')
+        .unwrap_or(first);
+    let token = &credentials[first..=last];
     if !is_token68(token) {
         return Err(AuthError::invalid_request(
             "the bearer token is not in token68 syntax",
         ));
     }
-    Ok(token)
+    // token68 is ASCII, so this cannot fail.
+    std::str::from_utf8(token)
+        .map_err(|_| AuthError::invalid_request("the bearer token is not in token68 syntax"))
 }
 
 /// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
-fn is_token68(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+fn is_token68(token: &[u8]) -> bool {
+    let body = match token.iter().rposition(|b| *b != b'=') {
+        Some(last) => &token[..=last],
+        None => return false,
+    };
+    // Without early exit or branches, so that the compiler can check many bytes at a
+    // time: this runs over every token of every request.
+    body.iter().fold(true, |ok, &b| ok & token68_byte(b))
+}
+
+fn token68_byte(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    letter
+        | digit
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
 }
 
 #[cfg(test)]
@@ -70,9 +99,26 @@ mod tests {
     }
 
     #[test]
+    fn token68_is_exactly_its_alphabet_then_padding() {
+        for b in 0..=255u8 {
+            let allowed =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(is_token68(&[b'a', b]), allowed || b == b'=', "{b:#04x}");
+            assert_eq!(is_token68(&[b, b'a']), allowed, "{b:#04x}");
+            assert_eq!(token68_byte(b), allowed, "{b:#04x}");
+        }
+        assert!(is_token68(b"a=="));
+        assert!(!is_token68(b"a=b"));
+        assert!(!is_token68(b"=="));
+        assert!(!is_token68(b""));
+    }
+
+    #[test]
     fn reads_the_token_case_insensitively() {
         assert_eq!(bearer_token(&with(&[b"Bearer a.b.c"]), 100), Ok("a.b.c"));
         assert_eq!(bearer_token(&with(&[b"bEaReR  a.b.c"]), 100), Ok("a.b.c"));
+        assert_eq!(bearer_token(&with(&[b"Bearer a.b.c  "]), 100), Ok("a.b.c"));
+        assert_eq!(bearer_token(&with(&[b"Bearer a"]), 100), Ok("a"));
     }
 
     #[test]
@@ -86,6 +132,9 @@ mod tests {
         assert_eq!(code(&[b"Bearer a\"b"]), Some("invalid_request"));
         assert_eq!(code(&[b"Bearer ==="]), Some("invalid_request"));
         assert_eq!(code(&[b"Bearer \xff\xfe"]), Some("invalid_request"));
+        assert_eq!(code(&[b"B\xffarer a"]), Some("invalid_request"));
+        assert_eq!(code(&[b"Bearer \ta"]), Some("invalid_request"));
+        assert_eq!(code(&[b"Bearer a\t"]), Some("invalid_request"));
         assert_eq!(code(&[b"Bearer a", b"Bearer a"]), Some("invalid_request"));
         let long = format!("Bearer {}", "a".repeat(200));
         assert_eq!(code(&[long.as_bytes()]), Some("invalid_request"));
