@@ -18,8 +18,6 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderName;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::PeerCertificate;
 
@@ -155,28 +153,60 @@ impl FromStr for HeaderFormat {
 /// a `%` not followed by two hex digits is an error rather than passed through.
 fn percent_decode(value: &str) -> Result<Vec<u8>, FormatError> {
     let bytes = value.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'%'
-            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-        {
-            return Err("the certificate header has a bad percent-encoding");
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let digit = |at: usize| bytes.get(at).and_then(|d| char::from(*d).to_digit(16));
+            let (Some(high), Some(low)) = (digit(i + 1), digit(i + 2)) else {
+                return Err("the certificate header has a bad percent-encoding");
+            };
+            // Two hex digits: at most 0xff.
+            decoded.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            decoded.push(b);
+            i += 1;
         }
     }
-    Ok(percent_encoding::percent_decode(bytes).collect())
+    Ok(decoded)
 }
 
-/// PEM certificates, leaf first. Other PEM blocks are ignored. (rustls-pki-types'
-/// reader: measured faster here than the `pem` crate's.)
+/// PEM certificates, leaf first (RFC 7468 `CERTIFICATE` blocks, their base64 lines
+/// joined). Text outside them, other blocks included, is ignored. A certificate is
+/// public: a plain base64 decoder (not a constant-time one, as for keys) reads it.
 fn pem_chain(pem: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
-    let chain = CertificateDer::pem_slice_iter(pem)
-        .map(|cert| cert.map(|c| c.to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| "the certificate header is not valid PEM")?;
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    const NOT_PEM: FormatError = "the certificate header is not valid PEM";
+    let mut chain = Vec::new();
+    let mut body = Vec::with_capacity(pem.len());
+    let mut rest = pem;
+    while let Some(start) = find(rest, BEGIN) {
+        rest = &rest[start + BEGIN.len()..];
+        let end = find(rest, END).ok_or(NOT_PEM)?;
+        body.clear();
+        body.extend(rest[..end].iter().filter(|b| !b.is_ascii_whitespace()));
+        chain.push(STANDARD.decode(&body).map_err(|_| NOT_PEM)?);
+        rest = &rest[end + END.len()..];
+    }
     if chain.is_empty() {
         return Err("the certificate header holds no PEM certificate");
     }
     Ok(chain)
+}
+
+/// Where `needle` (which starts with `-`) first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(dash) = haystack[from..].iter().position(|b| *b == needle[0]) {
+        let at = from + dash;
+        if haystack[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Standard base64 (with padding) of one DER certificate.
@@ -227,7 +257,55 @@ mod tests {
     #[test]
     fn percent_decoding_is_strict_and_keeps_plus() {
         assert_eq!(percent_decode("a%2Bb+c%3D").unwrap(), b"a+b+c=");
+        assert_eq!(
+            percent_decode("%ff%00%7e%7E").unwrap(),
+            [0xff, 0, 0x7e, 0x7e]
+        );
+        assert_eq!(percent_decode("").unwrap(), b"");
         assert!(percent_decode("a%2").is_err());
+        assert!(percent_decode("a%").is_err());
         assert!(percent_decode("a%zz").is_err());
+        assert!(percent_decode("a%2g").is_err());
+        assert!(percent_decode("%%41").is_err());
+    }
+
+    #[test]
+    fn pem_blocks_are_found_decoded_and_checked() {
+        let block =
+            |b64: &str| format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            pem_chain(block("AQID").as_bytes()).unwrap(),
+            [vec![1, 2, 3]]
+        );
+        // Lines joined, other text and blocks ignored, order kept.
+        let two = format!(
+            "intro\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{}{}",
+            block("AQ\r\nID"),
+            block("BAUG")
+        );
+        assert_eq!(
+            pem_chain(two.as_bytes()).unwrap(),
+            [vec![1, 2, 3], vec![4, 5, 6]]
+        );
+        assert_eq!(
+            pem_chain(b"no pem here").unwrap_err(),
+            "the certificate header holds no PEM certificate"
+        );
+        for bad in [
+            "-----BEGIN CERTIFICATE-----\nAQID\n".to_owned(),
+            block("AQ!D"),
+            block("AQI"),
+            format!("{}-----BEGIN CERTIFICATE-----\nAQID", block("AQID")),
+            "-----BEGIN CERTIFICATE-----\nAQID\n-----END PRIVATE KEY-----\n".to_owned(),
+        ] {
+            assert_eq!(
+                pem_chain(bad.as_bytes()).unwrap_err(),
+                "the certificate header is not valid PEM",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(find(b"a--b-c", b"-c"), Some(4));
+        assert_eq!(find(b"-", b"-c"), None);
+        assert_eq!(find(b"", b"-c"), None);
     }
 }
