@@ -152,23 +152,20 @@ impl FromStr for HeaderFormat {
 /// Percent-decoding as URLs have it: `%XX` only. `+` stays `+` (never form decoding);
 /// a `%` not followed by two hex digits is an error rather than passed through.
 fn percent_decode(value: &str) -> Result<Vec<u8>, FormatError> {
-    let bytes = value.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let digit = |at: usize| bytes.get(at).and_then(|d| char::from(*d).to_digit(16));
-            let (Some(high), Some(low)) = (digit(i + 1), digit(i + 2)) else {
-                return Err("the certificate header has a bad percent-encoding");
-            };
-            // Two hex digits: at most 0xff.
-            decoded.push((high * 16 + low) as u8);
-            i += 3;
-        } else {
-            decoded.push(b);
-            i += 1;
-        }
+    let mut decoded = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    // Runs between escapes are copied whole.
+    while let Some(percent) = rest.iter().position(|b| *b == b'%') {
+        decoded.extend_from_slice(&rest[..percent]);
+        let digit = |at: usize| rest.get(at).and_then(|d| char::from(*d).to_digit(16));
+        let (Some(high), Some(low)) = (digit(percent + 1), digit(percent + 2)) else {
+            return Err("the certificate header has a bad percent-encoding");
+        };
+        // Two hex digits: at most 0xff.
+        decoded.push((high * 16 + low) as u8);
+        rest = &rest[percent + 3..];
     }
+    decoded.extend_from_slice(rest);
     Ok(decoded)
 }
 
@@ -186,7 +183,9 @@ fn pem_chain(pem: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
         rest = &rest[start + BEGIN.len()..];
         let end = find(rest, END).ok_or(NOT_PEM)?;
         body.clear();
-        body.extend(rest[..end].iter().filter(|b| !b.is_ascii_whitespace()));
+        for line in rest[..end].split(u8::is_ascii_whitespace) {
+            body.extend_from_slice(line);
+        }
         chain.push(STANDARD.decode(&body).map_err(|_| NOT_PEM)?);
         rest = &rest[end + END.len()..];
     }
