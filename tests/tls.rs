@@ -405,6 +405,38 @@ async fn a_dropped_listener_stops_accepting() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_serve_future_stops_serving() {
+    // The accept loop runs as a task of its own: dropping the future that awaits it
+    // must still end it, and with it the listener.
+    let world = World::new();
+    let server = serve_tls(app(world.layer()), world.tls()).await;
+    let addr = server.addr;
+    let token = world.token_for_a("read");
+    let answer = call(
+        &server,
+        &world,
+        Some(&world.a),
+        "/whoami",
+        &[("authorization", format!("Bearer {token}").as_bytes())],
+    )
+    .await;
+    assert_eq!(answer.status, http::StatusCode::OK);
+    drop(server);
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "the port still accepts after the serve future was dropped"
+    );
+}
+
 #[tokio::test]
 async fn an_accepted_connection_reads_and_writes_plain_bytes() {
     use axum::serve::Listener;

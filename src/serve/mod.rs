@@ -380,6 +380,26 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        // The accept loop runs as a task of its own, on a worker with the connections
+        // it starts, not wherever the caller awaits (often the thread of
+        // `#[tokio::main]`): every new connection would otherwise cross threads twice.
+        let task = AbortOnDrop(tokio::spawn(self.run()));
+        Box::pin(async move {
+            let mut task = task;
+            match (&mut task.0).await {
+                Ok(result) => result,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => Err(io::Error::other(error)),
+            }
+        })
+    }
+}
+
+/// A task that ends with its handle: dropping the future of [`Serve`] stops serving.
+struct AbortOnDrop(tokio::task::JoinHandle<io::Result<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
