@@ -213,12 +213,16 @@ fn split(text: &str) -> Result<Vec<Vec<Pair<'_>>>, FormatError> {
             let open = at + 1;
             at = open;
             loop {
+                // Straight to the next byte that matters (a Cert value is kilobytes).
+                at += bytes
+                    .get(at..)
+                    .and_then(|rest| memchr::memchr2(b'\\', b'"', rest))
+                    .unwrap_or(bytes.len().saturating_sub(at));
                 match bytes.get(at) {
                     None => return Err(UNTERMINATED),
                     // RFC 2253's escapes: the escaped byte never ends the value.
                     Some(b'\\') => at += 2,
-                    Some(b'"') => break,
-                    Some(_) => at += 1,
+                    Some(_) => break,
                 }
             }
             let value = &text[open..at];
@@ -226,12 +230,9 @@ fn split(text: &str) -> Result<Vec<Vec<Pair<'_>>>, FormatError> {
             value
         } else {
             let open = at;
-            while let Some(&b) = bytes.get(at) {
-                match b {
-                    b';' | b',' => break,
-                    b'"' => return Err(QUOTE_IN_UNQUOTED),
-                    _ => at += 1,
-                }
+            at += memchr::memchr3(b';', b',', b'"', &bytes[at..]).unwrap_or(bytes.len() - at);
+            if bytes.get(at) == Some(&b'"') {
+                return Err(QUOTE_IN_UNQUOTED);
             }
             &text[open..at]
         };
