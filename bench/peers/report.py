@@ -18,6 +18,8 @@ from pathlib import Path
 # Plot and table order, with the names a reader knows them by.
 SERVERS = {
     "bare": "bare (no auth)",
+    "stack": "this crate's Server, no layer",
+    "stack-layer": "this crate's Server + layer",
     "ours": "mtls-bound-token",
     "ours-no-cache": "mtls-bound-token, no token cache",
     "handwritten": "hand-written",
