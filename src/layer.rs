@@ -141,7 +141,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = Arc::clone(&self.policy);
-        let span = tracing::info_span!(
+        // DEBUG, as tower-http's TraceLayer has its spans: at the usual INFO, a span per
+        // request (and the formatting of its fields) would cost more than a cache hit.
+        let span = tracing::debug_span!(
             "mtls_bound_token",
             outcome = field::Empty,
             client.thumbprint = field::Empty,
