@@ -31,10 +31,9 @@ pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, 
             "the Authorization header is not printable ASCII",
         ));
     }
-    let (scheme, credentials) = match value.iter().position(|b| *b == b' ') {
-        Some(space) => (&value[..space], &value[space + 1..]),
-        None => (value, &[][..]),
-    };
+    // The credentials keep the space that ends the scheme; spaces are trimmed below.
+    let space = value.iter().position(|b| *b == b' ').unwrap_or(value.len());
+    let (scheme, credentials) = value.split_at(space);
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         // Another scheme (Basic, DPoP, ...) carries no bearer credentials: answer with
         // the bare challenge so that the client learns which scheme is expected.
