@@ -1081,12 +1081,12 @@ async fn a_member_named_twice_is_refused_wherever_it_is() {
     // payload, at the top level and inside cnf.
     let world = World::new();
     let router = whoami_router(world.layer());
-    let header = r#"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#;
+    let good_header = r#"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#;
     let good = pki::claims(ISSUER, AUDIENCE, "client-a", "read", Some(&world.a));
     let good_text = good.to_string();
     let (status, _) = answer_of(
         &router,
-        a_request(&world, &signed_raw(&world, header, &good_text)),
+        a_request(&world, &signed_raw(&world, good_header, &good_text)),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "the raw signing itself works");
@@ -1097,13 +1097,13 @@ async fn a_member_named_twice_is_refused_wherever_it_is() {
     let cases = [
         (
             "cnf named twice, ours last",
-            header.to_owned(),
+            good_header.to_owned(),
             format!(r#"{body},"cnf":{{"x5t#S256":"{thumbprint}"}}}}"#),
             "the token's payload is not a JSON object",
         ),
         (
             "x5t#S256 named twice inside cnf",
-            header.to_owned(),
+            good_header.to_owned(),
             good_text.replace(
                 &format!(r#""x5t#S256":"{thumbprint}""#),
                 &format!(r#""x5t#S256":"{other}","x5t#S256":"{thumbprint}""#),
@@ -1119,7 +1119,7 @@ async fn a_member_named_twice_is_refused_wherever_it_is() {
     ];
     for (case, header, claims, description) in cases {
         assert!(
-            claims != good_text || header.matches("typ").count() == 2,
+            (header.as_str(), claims.as_str()) != (good_header, good_text.as_str()),
             "{case}: the case changes the payload or the header"
         );
         let token = signed_raw(&world, &header, &claims);

@@ -208,13 +208,13 @@ async fn an_accepted_request_is_logged_with_the_clients_thumbprint_and_subject()
     let (captured, _guard) = Captured::install_at(tracing::Level::DEBUG);
     let world = World::new();
     let server = serve_tls(app(world.layer()), world.tls()).await;
-    let token = format!("Bearer {}", world.token_for_a("read"));
+    let token = bearer(&world.token_for_a("read"));
     let answer = call(
         &server,
         &world,
         Some(&world.a),
         "/whoami",
-        &[("authorization", token.as_bytes())],
+        &[("authorization", &token)],
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);

@@ -382,6 +382,17 @@ async fn completed_handshakes_free_their_slots() {
     }
 }
 
+/// Whether connecting to `addr` fails within about a second (50 tries, 20 ms apart).
+async fn refuses_connections_within_a_second(addr: std::net::SocketAddr) -> bool {
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn a_dropped_listener_stops_accepting() {
     let world = World::new();
@@ -391,14 +402,7 @@ async fn a_dropped_listener_stops_accepting() {
     let addr = listener.local_addr();
     assert!(TcpStream::connect(addr).await.is_ok());
     drop(listener);
-    let mut refused = false;
-    for _ in 0..50 {
-        if TcpStream::connect(addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let refused = refuses_connections_within_a_second(addr).await;
     assert!(
         refused,
         "the port still accepts after the listener was dropped"
@@ -418,19 +422,12 @@ async fn dropping_the_serve_future_stops_serving() {
         &world,
         Some(&world.a),
         "/whoami",
-        &[("authorization", format!("Bearer {token}").as_bytes())],
+        &[("authorization", &bearer(&token))],
     )
     .await;
     assert_eq!(answer.status, http::StatusCode::OK);
     drop(server);
-    let mut refused = false;
-    for _ in 0..50 {
-        if TcpStream::connect(addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let refused = refuses_connections_within_a_second(addr).await;
     assert!(
         refused,
         "the port still accepts after the serve future was dropped"

@@ -80,18 +80,9 @@ impl PeerCertificate {
         I: IntoIterator<Item = C>,
         C: AsRef<[u8]>,
     {
-        let mut chain = chain.into_iter();
-        let leaf = chain.next().ok_or(CertificateError::Empty)?;
-        let mut parsed = Self::parse_leaf(leaf.as_ref())?;
-        parsed.chain = chain.map(|c| c.as_ref().to_vec()).collect();
-        Ok(parsed)
-    }
-
-    fn parse_leaf(der: &[u8]) -> Result<Self, CertificateError> {
-        let mut leaf = Self::read_lazily(der)?;
-        let names = read_names(der)?;
-        leaf.names = OnceLock::from(names);
-        Ok(leaf)
+        let mut read = Self::read_lazily_chain(chain)?;
+        read.names = OnceLock::from(read_names(&read.der)?);
+        Ok(read)
     }
 
     /// A chain from a TLS handshake or a trusted proxy, leaf first: read as far as

@@ -477,6 +477,17 @@ mod tests {
 
     use super::*;
 
+    /// The DER of a fresh self-signed certificate for `name`.
+    fn self_signed(name: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec![name.into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
     fn trusting(networks: &[&str]) -> ProxyCertificate {
         networks
             .iter()
@@ -626,12 +637,7 @@ mod tests {
 
     #[test]
     fn an_entry_weighs_its_header_certificate_chain_and_parsed_fields() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["client.example".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = cert.der().to_vec();
+        let der = self_signed("client.example");
         let chain = [der.as_slice(), &[1u8; 700], &[2u8; 300]];
         let certificate = Arc::new(PeerCertificate::read_lazily_chain(chain).unwrap());
         let header = "h".repeat(2000);
@@ -660,12 +666,7 @@ mod tests {
     #[test]
     fn validity_bounds_are_inclusive() {
         let source = trusting(&["127.0.0.1"]);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["client.example".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let cert = PeerCertificate::from_der(cert.der()).unwrap();
+        let cert = PeerCertificate::from_der(&self_signed("client.example")).unwrap();
         let tick = std::time::Duration::from_nanos(1);
         let at = |now| source.check_validity_at(&cert, now);
         assert!(at(cert.not_before()).is_ok());
@@ -676,12 +677,7 @@ mod tests {
 
     #[test]
     fn a_proxy_thumbprint_given_twice_is_still_trusted() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["proxy.example".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let cert = Arc::new(PeerCertificate::from_der(cert.der()).unwrap());
+        let cert = Arc::new(PeerCertificate::from_der(&self_signed("proxy.example")).unwrap());
         let connection = ConnectionInfo::new("10.9.9.9:4000".parse().unwrap(), Some(cert.clone()));
         for times in 1..=3 {
             let source = (0..times)

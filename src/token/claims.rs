@@ -143,12 +143,7 @@ impl TokenClaims {
     /// `exp`, when it is a number of seconds since the epoch.
     pub fn expires_at(&self) -> Option<std::time::SystemTime> {
         // RFC 7519 NumericDate: seconds, possibly with a fraction (which is dropped).
-        let exp = self.read.all.get("exp")?;
-        let seconds = exp.as_u64().or_else(|| {
-            exp.as_f64()
-                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e15)
-                .map(|s| s.floor() as u64)
-        })?;
+        let seconds = super::checks::numeric_date(self.read.all.get("exp")?, false)?;
         std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds))
     }
 
