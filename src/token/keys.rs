@@ -485,4 +485,31 @@ mod tests {
         let dup = format!(r#"{{"keys": [{}, {}]}}"#, key("a"), key("a"));
         assert!(error(&dup).contains("duplicate kid"));
     }
+
+    #[test]
+    fn knows_its_kids_and_retires_every_key() {
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let key = |kid: &str| {
+            format!(r#"{{"kty": "OKP", "crv": "Ed25519", "x": "{x}", "kid": "{kid}"}}"#)
+        };
+        let two = format!(r#"{{"keys": [{}, {}]}}"#, key("a"), key("b"));
+        let keys = KeySet::from_jwks_json(two.as_bytes()).unwrap();
+        assert!(keys.has_kid("a") && keys.has_kid("b"));
+        assert!(!keys.has_kid("c") && !keys.has_kid(""));
+        assert!(keys.keys.iter().all(|k| !k.life.is_retired()));
+        keys.retire_all();
+        assert!(keys.keys.iter().all(|k| k.life.is_retired()));
+    }
+
+    #[test]
+    fn each_ec_coordinate_must_have_the_curve_length() {
+        let good = URL_SAFE_NO_PAD.encode([1u8; 32]);
+        let short = URL_SAFE_NO_PAD.encode([1u8; 31]);
+        let jwk = |x: &str, y: &str| {
+            format!(r#"{{"keys": [{{"kty": "EC", "crv": "P-256", "x": "{x}", "y": "{y}"}}]}}"#)
+        };
+        for (x, y) in [(&short, &good), (&good, &short), (&short, &short)] {
+            assert!(error(&jwk(x, y)).contains("coordinates have the wrong length for P-256"));
+        }
+    }
 }
