@@ -491,7 +491,10 @@ async fn several_issuers_each_verified_with_its_own_keys_and_opaque_tokens_intro
     let jws = token(ISSUER, &k2);
     endpoint.answer(&jws, active_for(&world.a.thumbprint, "read"));
     assert!(by_name.verify(&jws, &parts).await.is_ok());
-    let err = by_name.verify(&token(OTHER, &k2), &parts).await.unwrap_err();
+    let err = by_name
+        .verify(&token(OTHER, &k2), &parts)
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), AuthReason::UnknownIssuer);
 }
 
