@@ -490,7 +490,8 @@ async fn several_issuers_each_verified_with_its_own_keys_and_opaque_tokens_intro
         .unwrap();
     let jws = token(ISSUER, &k2);
     endpoint.answer(&jws, active_for(&world.a.thumbprint, "read"));
-    assert!(by_name.verify(&jws, &parts).await.is_ok());
+    let claims = by_name.verify(&jws, &parts).await.unwrap();
+    assert_eq!(claims.client_id(), Some("client-a"));
     let err = by_name
         .verify(&token(OTHER, &k2), &parts)
         .await

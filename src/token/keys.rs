@@ -463,14 +463,26 @@ mod tests {
         assert!(error(&jwk(r#", "alg": "RS256""#)).contains("does not fit"));
     }
 
+    /// An Ed25519 JWK with this `kid`.
+    fn ed25519_jwk(kid: &str) -> String {
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        format!(r#"{{"kty": "OKP", "crv": "Ed25519", "x": "{x}", "kid": "{kid}"}}"#)
+    }
+
+    /// A key set of two Ed25519 keys, `a` and `b`.
+    fn keys_a_and_b() -> KeySet {
+        let two = format!(
+            r#"{{"keys": [{}, {}]}}"#,
+            ed25519_jwk("a"),
+            ed25519_jwk("b")
+        );
+        KeySet::from_jwks_json(two.as_bytes()).unwrap()
+    }
+
     #[test]
     fn selects_by_kid_and_requires_one_when_ambiguous() {
-        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
-        let key = |kid: &str| {
-            format!(r#"{{"kty": "OKP", "crv": "Ed25519", "x": "{x}", "kid": "{kid}"}}"#)
-        };
-        let two = format!(r#"{{"keys": [{}, {}]}}"#, key("a"), key("b"));
-        let keys = KeySet::from_jwks_json(two.as_bytes()).unwrap();
+        let key = ed25519_jwk;
+        let keys = keys_a_and_b();
         assert_eq!(keys.select(Some("b")).unwrap().kid.as_deref(), Some("b"));
         assert!(keys.select(Some("c")).is_err());
         assert!(keys.select(None).is_err());
@@ -488,12 +500,7 @@ mod tests {
 
     #[test]
     fn knows_its_kids_and_retires_every_key() {
-        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
-        let key = |kid: &str| {
-            format!(r#"{{"kty": "OKP", "crv": "Ed25519", "x": "{x}", "kid": "{kid}"}}"#)
-        };
-        let two = format!(r#"{{"keys": [{}, {}]}}"#, key("a"), key("b"));
-        let keys = KeySet::from_jwks_json(two.as_bytes()).unwrap();
+        let keys = keys_a_and_b();
         assert!(keys.has_kid("a") && keys.has_kid("b"));
         assert!(!keys.has_kid("c") && !keys.has_kid(""));
         assert!(keys.keys.iter().all(|k| !k.life.is_retired()));
