@@ -143,13 +143,20 @@ where
         let policy = Arc::clone(&self.policy);
         // DEBUG, as tower-http's TraceLayer has its spans: at the usual INFO, a span per
         // request (and the formatting of its fields) would cost more than a cache hit.
-        let span = tracing::debug_span!(
-            "mtls_bound_token",
-            outcome = field::Empty,
-            client.thumbprint = field::Empty,
-            client.subject = field::Empty,
-            client_id = field::Empty,
-        );
+        // Made only when a subscriber takes DEBUG: axum's default `tower-log` feature
+        // turns on tracing's `log` bridge, and with it every span would be built and
+        // handed to `log` even when nothing records it.
+        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!(
+                "mtls_bound_token",
+                outcome = field::Empty,
+                client.thumbprint = field::Empty,
+                client.subject = field::Empty,
+                client_id = field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let future = async move {
             // Whatever the client or an outer layer put there is not ours to trust.
             request.extensions_mut().remove::<ClientIdentity>();
