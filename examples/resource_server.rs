@@ -22,7 +22,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
-use cli::{LimitArgs, ProxyArgs, announce, exit_code, init_tracing};
+use cli::{LimitArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::remote::{
     AuthServerClient, IntrospectionVerifier, RemoteError, RemoteJwks, discover,
 };
@@ -97,6 +97,8 @@ struct Args {
     #[command(flatten)]
     proxy: ProxyArgs,
     #[command(flatten)]
+    revocation: RevocationArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -133,7 +135,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Binding::Optional = args.binding {
         auth = auth.allow_unbound_tokens();
     }
-    if let Some(source) = args.proxy.certificate_source()? {
+    if !args.revocation.crls.is_empty()
+        && args.tls_cert.is_none()
+        && args.proxy.cert_header_format.is_none()
+    {
+        return Err(
+            "--crl needs --tls-cert or --trusted-proxy: without either, no client \
+                    certificate reaches this server"
+                .into(),
+        );
+    }
+    // One trust for the handshakes and the forwarded certificates.
+    let trust = args.revocation.trust(args.client_ca.as_deref())?;
+    let revocation = trust.as_ref().filter(|trust| trust.crl_count() > 0);
+    if let Some(source) = args.proxy.certificate_source(revocation)? {
         auth = auth.certificate_source(source);
     }
     let auth = auth.build()?;
@@ -159,9 +174,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .certificate_chain_file(cert)
                     .private_key_file(key),
             );
-            let (tls, mode) = match args.client_ca {
-                Some(ca) => (tls.client_ca_file(ca), "client certificate required"),
-                None => (
+            let (tls, mode) = match (args.client_ca.is_some(), trust) {
+                (true, Some(trust)) => (tls.client_trust(trust), "client certificate required"),
+                (false, Some(trust)) => (
+                    tls.accept_any_client_certificate_unless_revoked(trust)
+                        .allow_anonymous_clients(),
+                    "client certificate optional, not chain-validated, checked against CRLs",
+                ),
+                (_, None) => (
                     tls.accept_any_client_certificate()
                         .allow_anonymous_clients(),
                     "client certificate optional, not chain-validated",

@@ -55,6 +55,9 @@ pub enum AuthReason {
     NoCertificate,
     /// The client certificate is outside its validity period.
     CertificateExpired,
+    /// The client certificate a proxy forwarded is revoked by a loaded CRL, or its
+    /// revocation status is unknown and the policy refuses that.
+    CertificateRevoked,
     /// The token lacks a scope the resource needs.
     InsufficientScope,
     /// The server cannot verify tokens now (no keys, authorization server unreachable).
@@ -87,6 +90,7 @@ impl AuthReason {
             Self::OtherCertificate => "other_certificate",
             Self::NoCertificate => "no_certificate",
             Self::CertificateExpired => "certificate_expired",
+            Self::CertificateRevoked => "certificate_revoked",
             Self::InsufficientScope => "insufficient_scope",
             Self::Unavailable => "unavailable",
             Self::Other => "other",

@@ -81,6 +81,7 @@ mod scope;
 pub mod serve;
 pub mod tls;
 pub mod token;
+pub mod trust;
 
 pub use address::AddressGroup;
 pub use binding::BindingPolicy;

@@ -1,13 +1,15 @@
 //! What the example servers share on the command line: logging, the ready line, and
 //! the options that put them behind a trusted proxy.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use mtls_bound_token::ConfigError;
 use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate, TrustedNetwork};
 use mtls_bound_token::serve::{ServeConfigError, Server};
-use mtls_bound_token::tls::TlsServerConfigBuilder;
+use mtls_bound_token::tls::{TlsConfigError, TlsServerConfigBuilder};
+use mtls_bound_token::trust::{ClientTrust, UnknownRevocation};
 
 /// `--trusted-proxy`, `--cert-header`, `--cert-header-format`.
 #[derive(Args, Debug)]
@@ -30,12 +32,19 @@ pub struct ProxyArgs {
 }
 
 impl ProxyArgs {
-    /// The certificate source these options describe, if any.
-    pub fn certificate_source(&self) -> Result<Option<ProxyCertificate>, ConfigError> {
+    /// The certificate source these options describe, if any; forwarded certificates
+    /// checked against the CRLs of `revocation`, when given.
+    pub fn certificate_source(
+        &self,
+        revocation: Option<&ClientTrust>,
+    ) -> Result<Option<ProxyCertificate>, ConfigError> {
         let Some(format) = self.cert_header_format else {
             return Ok(None);
         };
         let mut proxy = ProxyCertificate::builder(format);
+        if let Some(trust) = revocation {
+            proxy = proxy.check_revocation(trust.clone());
+        }
         for network in &self.trusted_proxies {
             proxy = proxy.trusted_proxy(*network);
         }
@@ -43,6 +52,49 @@ impl ProxyArgs {
             proxy = proxy.header(header.clone());
         }
         proxy.build().map(Some)
+    }
+}
+
+/// `--crl`, `--crl-unknown`: revocation of client certificates.
+#[derive(Args, Debug)]
+pub struct RevocationArgs {
+    /// A CRL (PEM or DER): client certificates it revokes fail the handshake, or are
+    /// refused when a trusted proxy forwards them. Repeatable.
+    #[arg(long = "crl", value_name = "PEM_OR_DER")]
+    pub crls: Vec<PathBuf>,
+    /// With CRLs loaded, what happens to a certificate whose status no loaded CRL
+    /// covers.
+    #[arg(long, value_enum, value_name = "allow|deny", default_value_t = CrlUnknown::Deny)]
+    pub crl_unknown: CrlUnknown,
+}
+
+/// `--crl-unknown`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CrlUnknown {
+    /// Accept it.
+    Allow,
+    /// Refuse it.
+    Deny,
+}
+
+impl RevocationArgs {
+    /// The client trust of the CA bundle `ca` (when given) and the CRLs; `None` when
+    /// there is neither.
+    pub fn trust(&self, ca: Option<&Path>) -> Result<Option<ClientTrust>, TlsConfigError> {
+        if ca.is_none() && self.crls.is_empty() {
+            return Ok(None);
+        }
+        let mut trust = ClientTrust::builder().unknown_revocation(match self.crl_unknown {
+            CrlUnknown::Allow => UnknownRevocation::Allow,
+            CrlUnknown::Deny => UnknownRevocation::Deny,
+        });
+        if let Some(ca) = ca {
+            trust = trust.ca_file(ca);
+        }
+        for crl in &self.crls {
+            trust = trust.crl_file(crl);
+        }
+        trust.build().map(Some)
     }
 }
 

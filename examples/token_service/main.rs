@@ -20,8 +20,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use cli::{LimitArgs, ProxyArgs, announce, exit_code, init_tracing};
-use mtls_bound_token::client_auth::{ClientAuthMethod, ClientAuthenticator, token_endpoint_tls};
+use cli::{LimitArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracing};
+use mtls_bound_token::client_auth::{
+    ClientAuthMethod, ClientAuthenticator, token_endpoint_tls_with_trust,
+};
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use service::{Settings, Signer, TokenService, load_clients};
 
@@ -64,6 +66,8 @@ struct Args {
     #[command(flatten)]
     proxy: ProxyArgs,
     #[command(flatten)]
+    revocation: RevocationArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -78,15 +82,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = shutdown_signal();
     let clients = load_clients(&args.clients)?;
     let mut authenticator = ClientAuthenticator::builder();
-    let ca_pem = match &args.client_ca {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read --client-ca {}: {e}", path.display()))?;
-            authenticator = authenticator.client_ca_pem(pem.clone());
-            Some(pem)
-        }
-        None => None,
-    };
+    if !args.revocation.crls.is_empty() && args.client_ca.is_none() {
+        return Err(
+            "--crl needs --client-ca: it revokes tls_client_auth certificates, and \
+                    self_signed_tls_client_auth clients are registered by their certificate, \
+                    which no CRL covers"
+                .into(),
+        );
+    }
+    // One trust for the handshakes and the client authentication.
+    let trust = args
+        .revocation
+        .trust(args.client_ca.as_deref())
+        .map_err(|e| format!("--client-ca / --crl: {e}"))?;
+    if let Some(trust) = &trust {
+        authenticator = authenticator.client_trust(trust.clone());
+    }
     for registration in clients.registrations {
         if args.client_ca.is_none()
             && matches!(registration.method(), ClientAuthMethod::TlsClientAuth(_))
@@ -100,7 +111,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         authenticator = authenticator.register(registration);
     }
-    if let Some(source) = args.proxy.certificate_source()? {
+    // A forwarded tls_client_auth certificate meets the CRLs in its chain validation.
+    if let Some(source) = args.proxy.certificate_source(None)? {
         authenticator = authenticator.certificate_source(source);
     }
     let authenticator = authenticator.build().map_err(|e| match &args.client_ca {
@@ -132,8 +144,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .certificate_chain_file(&args.tls_cert)
             .private_key_file(&args.tls_key),
     );
-    let tls = match ca_pem {
-        Some(pem) => token_endpoint_tls(tls, pem)?,
+    let tls = match trust {
+        Some(trust) => token_endpoint_tls_with_trust(tls, trust)?,
         // Only self-signed clients can authenticate; the endpoint checks each one.
         None => tls.accept_any_client_certificate().build()?,
     };

@@ -15,6 +15,7 @@ use super::formats::Forwarded;
 use super::{
     ClientCertificateSource, DistinguishedName, HeaderFormat, PeerCertificate, TrustedNetwork,
 };
+use crate::trust::ClientTrust;
 use crate::{AuthError, AuthReason, ConfigError, ConnectionInfo};
 
 /// The default bound on a certificate header's size.
@@ -76,6 +77,7 @@ pub struct ProxyCertificate {
     companion: Option<HeaderName>,
     max_len: usize,
     allow_expired: bool,
+    revocation: Option<ClientTrust>,
     cache: Option<CertificateCache>,
 }
 
@@ -86,6 +88,7 @@ impl std::fmt::Debug for ProxyCertificate {
             .field("format", &self.format)
             .field("header", &self.header)
             .field("allow_expired_certificates", &self.allow_expired)
+            .field("revocation", &self.revocation)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +103,7 @@ pub struct ProxyCertificateBuilder {
     header: Option<String>,
     max_len: usize,
     allow_expired: bool,
+    revocation: Option<ClientTrust>,
     cache_capacity: usize,
 }
 
@@ -114,6 +118,7 @@ impl ProxyCertificate {
             header: None,
             max_len: DEFAULT_MAX_HEADER_LEN,
             allow_expired: false,
+            revocation: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
@@ -182,9 +187,33 @@ impl ProxyCertificate {
                 certificate
             }
         };
-        // After the cache, not before it: an entry outlives the validity it was read in.
+        // After the cache, not before it: an entry outlives the validity it was read in,
+        // and the CRLs can change under it.
         self.check_validity(&certificate)?;
+        self.check_revocation(&certificate)?;
         Ok(Some(certificate))
+    }
+
+    /// The certificate must not be revoked by the CRLs of the configured trust, as they
+    /// are now.
+    fn check_revocation(&self, certificate: &PeerCertificate) -> Result<(), AuthError> {
+        let Some(trust) = &self.revocation else {
+            return Ok(());
+        };
+        match trust.current().check_leaf(certificate.der()) {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                tracing::debug!(
+                    thumbprint = certificate.thumbprint(),
+                    reason = ?refusal,
+                    "forwarded client certificate refused by the CRLs"
+                );
+                Err(AuthError::invalid_token_because(
+                    AuthReason::CertificateRevoked,
+                    refusal.description(),
+                ))
+            }
+        }
     }
 
     /// The certificate must be within its validity period now, unless allowed otherwise.
@@ -406,6 +435,21 @@ impl ProxyCertificateBuilder {
         self
     }
 
+    /// Refuses (401 `invalid_token`, reason
+    /// [`CertificateRevoked`](crate::AuthReason::CertificateRevoked)) a forwarded
+    /// certificate that the CRLs of `trust` revoke, or whose status they do not cover
+    /// or cannot tell now when its policy says so
+    /// ([`UnknownRevocation`](crate::trust::UnknownRevocation),
+    /// [`ExpiredCrl`](crate::trust::ExpiredCrl)). Checked on every request, cached
+    /// certificates included, against what `trust` holds then. Only the leaf is checked
+    /// (a proxy forwards no chain, or one it validated): its issuer's CRL is found by
+    /// name. An Envoy element with `Hash` alone has no certificate to check, so its
+    /// status is unknown.
+    pub fn check_revocation(mut self, trust: ClientTrust) -> Self {
+        self.revocation = Some(trust);
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -463,6 +507,7 @@ impl ProxyCertificateBuilder {
             header,
             max_len: self.max_len,
             allow_expired: self.allow_expired,
+            revocation: self.revocation,
             cache: (self.cache_capacity > 0).then(|| {
                 let bytes = self.cache_capacity as u64 * CACHE_BYTES_PER_ENTRY;
                 quick_cache::sync::Cache::with_weighter(self.cache_capacity, bytes, CacheWeight)

@@ -10,12 +10,11 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
 
 use super::{ClientAuthMethod, ClientRegistration, ExpectedIdentity};
 use crate::cert::{ClientCertificateSource, ConnectionCertificate, PeerCertificate};
-use crate::tls::{CertificateFacts, Expectation, WARNING_INTERVAL, Warnings, explain, unix_now};
+use crate::tls::{CertificateFacts, WARNING_INTERVAL, Warnings, explain, unix_now};
+use crate::trust::ClientTrust;
 
 /// A token request refused before a token is issued (RFC 6749 §5.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,10 +72,9 @@ impl std::fmt::Debug for ClientAuthenticator {
     }
 }
 
-/// The CA bundle `tls_client_auth` certificates must chain to, and how messages name it.
+/// What `tls_client_auth` certificates must chain to.
 struct Ca {
-    verifier: Arc<dyn ClientCertVerifier>,
-    expectation: Expectation,
+    trust: ClientTrust,
 }
 
 /// Builds a [`ClientAuthenticator`].
@@ -84,6 +82,7 @@ struct Ca {
 pub struct ClientAuthenticatorBuilder {
     clients: Vec<ClientRegistration>,
     ca_pem: Option<Vec<u8>>,
+    trust: Option<ClientTrust>,
     source: Option<Arc<dyn ClientCertificateSource>>,
 }
 
@@ -98,7 +97,7 @@ impl std::fmt::Debug for ClientAuthenticatorBuilder {
                     .map(ClientRegistration::client_id)
                     .collect::<Vec<_>>(),
             )
-            .field("ca", &self.ca_pem.is_some())
+            .field("ca", &(self.ca_pem.is_some() || self.trust.is_some()))
             .finish_non_exhaustive()
     }
 }
@@ -180,8 +179,8 @@ impl ClientAuthenticator {
             .iter()
             .map(|der| CertificateDer::from(der.as_slice()))
             .collect();
-        ca.verifier
-            .verify_client_cert(&CertificateDer::from(leaf), &intermediates, UnixTime::now())
+        ca.trust
+            .verify_chain(&CertificateDer::from(leaf), &intermediates, UnixTime::now())
             .map(|_| ())
     }
 
@@ -190,7 +189,8 @@ impl ClientAuthenticator {
     fn explain_chain(&self, client_id: &str, certificate: &PeerCertificate, error: &rustls::Error) {
         let Some(ca) = &self.ca else { return };
         let facts = certificate.der().and_then(CertificateFacts::of);
-        let explanation = explain(facts.as_ref(), error, &ca.expectation, unix_now());
+        let expectation = ca.trust.current().expectation();
+        let explanation = explain(facts.as_ref(), error, &expectation, unix_now());
         if let Some(suppressed) = self.warnings.admit(explanation.cause) {
             tracing::warn!(
                 client_id,
@@ -273,6 +273,15 @@ impl ClientAuthenticatorBuilder {
         self
     }
 
+    /// What `tls_client_auth` certificates must chain to, CRLs included: give it the
+    /// same [`ClientTrust`] as the TLS listener, so that both judge a certificate alike
+    /// and a [`replace_with`](ClientTrust::replace_with) reaches both. In place of
+    /// [`client_ca_pem`](Self::client_ca_pem).
+    pub fn client_trust(mut self, trust: ClientTrust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
     /// Where the request's certificate comes from; default: the TLS connection. A
     /// [`ProxyCertificate`](crate::cert::ProxyCertificate) serves behind a proxy.
     pub fn certificate_source(mut self, source: impl ClientCertificateSource) -> Self {
@@ -287,23 +296,29 @@ impl ClientAuthenticatorBuilder {
     /// that is not a CA), `tls_client_auth` clients without a CA bundle, an empty
     /// registered subject DN; the message names the client.
     pub fn build(self) -> Result<ClientAuthenticator, ClientAuthConfigError> {
-        let ca = match &self.ca_pem {
-            Some(bytes) => {
-                let bundle = crate::tls::load_client_ca(bytes, "client CA bundle")
-                    .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(
-                    bundle.roots,
-                    crate::crypto::rustls_provider(),
-                )
-                .build()
-                .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?;
-                Some(Ca {
-                    verifier,
-                    expectation: Expectation::Ca(bundle.info),
-                })
+        let trust = match (self.trust, &self.ca_pem) {
+            (Some(_), Some(_)) => {
+                return Err(ClientAuthConfigError(
+                    "give the client CA once: .client_ca_pem(..) or .client_trust(..)".into(),
+                ));
             }
-            None => None,
+            (Some(trust), None) => Some(trust),
+            (None, Some(bytes)) => Some(
+                ClientTrust::builder()
+                    .ca_pem(bytes.clone())
+                    .build()
+                    .map_err(|e| ClientAuthConfigError(format!("client CA bundle: {e}")))?,
+            ),
+            (None, None) => None,
         };
+        if trust.as_ref().is_some_and(|t| !t.validates_chains()) {
+            return Err(ClientAuthConfigError(
+                "the client trust has no CA bundle, so tls_client_auth certificates could \
+                 chain to nothing: give it .ca_file(path)"
+                    .into(),
+            ));
+        }
+        let ca = trust.map(|trust| Ca { trust });
         let mut clients = HashMap::new();
         for client in self.clients {
             if ca.is_none() && matches!(client.method(), ClientAuthMethod::TlsClientAuth(_)) {

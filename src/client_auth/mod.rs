@@ -61,3 +61,19 @@ pub fn token_endpoint_tls(
 ) -> Result<TlsServerConfig, TlsConfigError> {
     server.client_ca_or_self_signed_pem(client_ca_pem).build()
 }
+
+/// [`token_endpoint_tls`] with a [`ClientTrust`](crate::trust::ClientTrust) (CAs, CRLs,
+/// revocation policy) shared with the endpoint's
+/// [`ClientAuthenticatorBuilder::client_trust`]: the handshake and the client
+/// authentication then judge a `tls_client_auth` certificate by the same material, and a
+/// [`replace_with`](crate::trust::ClientTrust::replace_with) reaches both.
+///
+/// # Errors
+/// [`TlsConfigError`] for an unusable server certificate or key, or a trust without a
+/// CA bundle.
+pub fn token_endpoint_tls_with_trust(
+    server: TlsServerConfigBuilder,
+    trust: crate::trust::ClientTrust,
+) -> Result<TlsServerConfig, TlsConfigError> {
+    server.client_trust_or_self_signed(trust).build()
+}

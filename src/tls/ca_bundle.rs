@@ -14,6 +14,8 @@ use super::facts::{CertificateFacts, self_signed, unix_now, utc};
 pub(crate) struct ClientCaBundle {
     pub(crate) roots: Arc<RootCertStore>,
     pub(crate) info: BundleInfo,
+    /// The certificates as read, for checking what they signed (CRLs).
+    pub(crate) certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// Reads the bundle (PEM or DER) named `source` in messages.
@@ -33,6 +35,7 @@ pub(crate) fn load(bytes: &[u8], source: &str) -> Result<ClientCaBundle, String>
     let now = unix_now();
     let mut roots = RootCertStore::empty();
     let mut subjects = Vec::new();
+    let mut kept = Vec::with_capacity(certificates.len());
     for (i, der) in certificates.into_iter().enumerate() {
         let n = i + 1;
         let facts = CertificateFacts::of(&der)
@@ -77,8 +80,9 @@ pub(crate) fn load(bytes: &[u8], source: &str) -> Result<ClientCaBundle, String>
             );
         }
         roots
-            .add(der)
+            .add(der.clone())
             .map_err(|e| format!("certificate {n} ({subject}) is not a usable CA: {e}"))?;
+        kept.push(der);
         subjects.push(facts.subject);
     }
     Ok(ClientCaBundle {
@@ -87,6 +91,7 @@ pub(crate) fn load(bytes: &[u8], source: &str) -> Result<ClientCaBundle, String>
             source: source.to_owned(),
             subjects,
         },
+        certificates: kept,
     })
 }
 

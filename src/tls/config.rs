@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
 use super::ca_bundle::{self, ClientCaBundle};
 use super::diagnostics::{Diagnosed, Expectation, WARNING_INTERVAL, Warnings};
 use super::facts::{CertificateFacts, unix_now, utc};
 use super::files;
-use super::verifier::{AnyCertificate, CaOrSelfSigned};
+use super::verifier::{AnyCertificate, CaOrSelfSigned, TrustedClients};
+use crate::trust::ClientTrust;
 
 /// The default time a client has to complete its TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,17 +55,30 @@ pub enum TlsConfigError {
     /// A limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// A [`ClientTrust`] without a CA bundle where chains must be validated.
+    #[error(
+        "the client trust has no CA bundle, so it validates no chain: give it \
+         .ca_file(path), or use .accept_any_client_certificate_unless_revoked(trust) to \
+         check only revocation"
+    )]
+    TrustWithoutCa,
+    /// A [`ClientTrust`] with a CA bundle where no chain is validated.
+    #[error(
+        "accept_any_client_certificate_unless_revoked() validates no chain, but the client \
+         trust has a CA bundle: use .client_trust(trust) to validate chains against it"
+    )]
+    TrustCaUnused,
 }
 
 /// A certificate or key, from a file or from memory; PEM or DER, told apart by content.
 #[derive(Clone)]
-enum Input {
+pub(crate) enum Input {
     File(PathBuf),
     Memory(Vec<u8>),
 }
 
 impl Input {
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Self::File(path) => path.display().to_string(),
             Self::Memory(_) => "(given in memory)".to_owned(),
@@ -79,7 +92,27 @@ impl Input {
         }
     }
 
-    fn error(&self, what: &'static str, problem: impl Into<String>) -> TlsConfigError {
+    /// [`read`](Self::read), refusing a file larger than `max` bytes before reading it.
+    pub(crate) fn read_bounded(
+        &self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<Vec<u8>, TlsConfigError> {
+        if let Self::File(path) = self {
+            let len = std::fs::metadata(path)
+                .map_err(|e| self.error(what, e.to_string()))?
+                .len();
+            if len > max as u64 {
+                return Err(self.error(
+                    what,
+                    format!("is {len} bytes, more than the {max} bytes it may have"),
+                ));
+            }
+        }
+        self.read(what)
+    }
+
+    pub(crate) fn error(&self, what: &'static str, problem: impl Into<String>) -> TlsConfigError {
         TlsConfigError::Input {
             what,
             source_name: self.name(),
@@ -94,7 +127,7 @@ impl Input {
         files::certificates(&self.read(what)?).map_err(|problem| self.error(what, problem))
     }
 
-    fn client_ca(&self) -> Result<ClientCaBundle, TlsConfigError> {
+    pub(crate) fn client_ca(&self) -> Result<ClientCaBundle, TlsConfigError> {
         let what = "client CA bundle";
         ca_bundle::load(&self.read(what)?, &self.name())
             .map_err(|problem| self.error(what, problem))
@@ -109,9 +142,12 @@ impl Input {
 enum ClientAuth {
     Unset,
     Ca(Input),
-    Any,
+    Trust(ClientTrust),
+    /// Any certificate; its leaf checked against the trust's CRLs, when given.
+    Any(Option<ClientTrust>),
     /// Token endpoints only: see `client_auth::token_endpoint_tls`.
     CaOrSelfSigned(Input),
+    TrustOrSelfSigned(ClientTrust),
 }
 
 /// Builds a [`TlsServerConfig`]. Strict by default: a client certificate is required and
@@ -197,6 +233,28 @@ impl TlsServerConfigBuilder {
         self
     }
 
+    /// Client certificates must chain to the CAs of `trust`, and pass its CRLs and
+    /// revocation policy; judged by what `trust` holds at each handshake, so that
+    /// [`ClientTrust::replace_with`] applies to new connections at once. Share the same
+    /// trust with the token endpoint's
+    /// [`ClientAuthenticatorBuilder::client_trust`](crate::client_auth::ClientAuthenticatorBuilder::client_trust).
+    /// The CA names the server sends in its certificate request are those of the
+    /// trust at [`build`](Self::build).
+    pub fn client_trust(mut self, trust: ClientTrust) -> Self {
+        self.client_auth = ClientAuth::Trust(trust);
+        self
+    }
+
+    /// Like [`accept_any_client_certificate`](Self::accept_any_client_certificate)
+    /// (**weakens** in the same way), but a leaf that the CRLs of `trust` revoke fails
+    /// the handshake, as one whose status they do not cover does under
+    /// [`UnknownRevocation::Deny`](crate::trust::UnknownRevocation::Deny). `trust` must
+    /// hold CRLs and no CA bundle.
+    pub fn accept_any_client_certificate_unless_revoked(mut self, trust: ClientTrust) -> Self {
+        self.client_auth = ClientAuth::Any(Some(trust));
+        self
+    }
+
     /// **Weakens**: accepts any well-formed client certificate without chain validation.
     /// The handshake still proves the client holds the certificate's private key, which
     /// is all the token binding needs (RFC 8705 §6.2); but the certificate's subject and
@@ -204,7 +262,7 @@ impl TlsServerConfigBuilder {
     /// certificates are accepted whether or not they say CA:TRUE (`openssl req -x509`
     /// makes them so); X.509 v1 certificates are not (TLS libraries refuse them).
     pub fn accept_any_client_certificate(mut self) -> Self {
-        self.client_auth = ClientAuth::Any;
+        self.client_auth = ClientAuth::Any(None);
         self
     }
 
@@ -214,6 +272,13 @@ impl TlsServerConfigBuilder {
     /// resource server cannot be configured this way by accident.
     pub(crate) fn client_ca_or_self_signed_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.client_auth = ClientAuth::CaOrSelfSigned(Input::Memory(pem.into()));
+        self
+    }
+
+    /// [`client_ca_or_self_signed_pem`](Self::client_ca_or_self_signed_pem) with a
+    /// shared [`ClientTrust`].
+    pub(crate) fn client_trust_or_self_signed(mut self, trust: ClientTrust) -> Self {
+        self.client_auth = ClientAuth::TrustOrSelfSigned(trust);
         self
     }
 
@@ -283,41 +348,57 @@ impl TlsServerConfigBuilder {
         check_server_certificate(&chain[0], &chain_input.name());
 
         let mut chains = ChainCheck::Validated;
-        let (verifier, expectation): (Arc<dyn ClientCertVerifier>, Expectation) =
-            match self.client_auth {
-                ClientAuth::Unset => return Err(TlsConfigError::NoClientAuth),
-                ClientAuth::Any => {
-                    chains = ChainCheck::NotValidated;
-                    (
-                        AnyCertificate::new(&provider, !self.anonymous),
-                        Expectation::Any,
-                    )
+        let client_auth = match self.client_auth {
+            ClientAuth::Ca(input) => ClientAuth::Trust(ClientTrust::builder().ca(input).build()?),
+            ClientAuth::CaOrSelfSigned(input) => {
+                ClientAuth::TrustOrSelfSigned(ClientTrust::builder().ca(input).build()?)
+            }
+            other => other,
+        };
+        let (verifier, expectation): (Arc<dyn ClientCertVerifier>, Expectation) = match client_auth
+        {
+            ClientAuth::Unset => return Err(TlsConfigError::NoClientAuth),
+            ClientAuth::Ca(_) | ClientAuth::CaOrSelfSigned(_) => {
+                unreachable!("turned into a trust above")
+            }
+            ClientAuth::Any(revocation) => {
+                if revocation
+                    .as_ref()
+                    .is_some_and(ClientTrust::validates_chains)
+                {
+                    return Err(TlsConfigError::TrustCaUnused);
                 }
-                ClientAuth::Ca(input) => {
-                    let bundle = input.client_ca()?;
-                    let builder = WebPkiClientVerifier::builder_with_provider(
-                        Arc::clone(&bundle.roots),
-                        Arc::clone(&provider),
-                    );
-                    let builder = if self.anonymous {
-                        builder.allow_unauthenticated()
-                    } else {
-                        builder
-                    };
-                    let verifier = builder
-                        .build()
-                        .map_err(|e| TlsConfigError::Rustls(e.to_string()))?;
-                    (verifier, Expectation::Ca(bundle.info))
+                chains = ChainCheck::NotValidated;
+                (
+                    AnyCertificate::new(&provider, !self.anonymous, revocation),
+                    Expectation::Any,
+                )
+            }
+            ClientAuth::Trust(trust) => {
+                if !trust.validates_chains() {
+                    return Err(TlsConfigError::TrustWithoutCa);
                 }
-                ClientAuth::CaOrSelfSigned(input) => {
-                    let bundle = input.client_ca()?;
-                    let (verifier, ca) =
-                        CaOrSelfSigned::new(Arc::clone(&bundle.roots), Arc::clone(&provider))
-                            .map_err(|e| TlsConfigError::Rustls(e.to_string()))?;
-                    chains = ChainCheck::PerConnection(ca);
-                    (verifier, Expectation::CaOrSelfSigned(bundle.info))
+                let expectation = trust.current().expectation();
+                (
+                    TrustedClients::new(trust, &provider, !self.anonymous),
+                    expectation,
+                )
+            }
+            ClientAuth::TrustOrSelfSigned(trust) => {
+                if !trust.validates_chains() {
+                    return Err(TlsConfigError::TrustWithoutCa);
                 }
-            };
+                let expectation = match trust.current().expectation() {
+                    Expectation::Ca(info) => Expectation::CaOrSelfSigned(info),
+                    other => other,
+                };
+                chains = ChainCheck::PerConnection(trust.clone());
+                (
+                    CaOrSelfSigned::new(trust, Arc::clone(&provider)),
+                    expectation,
+                )
+            }
+        };
         let requires_certificate = verifier.client_auth_mandatory();
         tracing::info!(
             certificate = %chain_input.name(),
@@ -432,7 +513,7 @@ pub(crate) enum ChainCheck {
     /// Any certificate passes the handshake.
     NotValidated,
     /// Self-signed ones pass too: validate again, once per connection.
-    PerConnection(Arc<dyn ClientCertVerifier>),
+    PerConnection(ClientTrust),
 }
 
 impl ChainCheck {
@@ -441,7 +522,7 @@ impl ChainCheck {
             Self::Validated => true,
             Self::NotValidated => false,
             Self::PerConnection(ca) => chain.split_first().is_some_and(|(leaf, intermediates)| {
-                ca.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+                ca.verify_chain(leaf, intermediates, rustls::pki_types::UnixTime::now())
                     .is_ok()
             }),
         }

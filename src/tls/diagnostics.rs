@@ -318,7 +318,35 @@ pub(crate) fn explain(
              understand; issue it without that extension or mark it non-critical"
                 .into(),
         ),
-        Some(CertificateError::Revoked) => ("revoked", "the client certificate is revoked".into()),
+        Some(CertificateError::Revoked) => (
+            "revoked",
+            format!(
+                "the client certificate (serial issued by {}) is revoked by a loaded CRL; \
+                 issue the client a new certificate",
+                facts.issuer
+            ),
+        ),
+        Some(CertificateError::UnknownRevocationStatus) => (
+            "revocation_unknown",
+            format!(
+                "no loaded CRL is from {}, the issuer of the client certificate (or of a \
+                 certificate in its chain), and an unknown revocation status is refused; \
+                 load that CA's CRL, or allow unknown status (`--crl-unknown allow`)",
+                facts.issuer
+            ),
+        ),
+        Some(
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. },
+        ) => (
+            "crl_expired",
+            format!(
+                "the CRL of {} is past its nextUpdate, and certificates it covers are \
+                 refused until a fresh CRL is loaded (reload the server after replacing \
+                 the file)",
+                facts.issuer
+            ),
+        ),
         _ => (
             "other",
             format!("the client certificate was refused: {error}"),

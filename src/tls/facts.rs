@@ -140,6 +140,51 @@ pub(crate) fn self_signed(der: &[u8], provider: &CryptoProvider, now: i64) -> bo
         .any(|alg| alg.verify_signature(key, tbs, signature).is_ok())
 }
 
+/// Whether `signed` (a certificate or a CRL: `SEQUENCE { tbs, signatureAlgorithm,
+/// signature }`) carries a valid signature by the key of the certificate `issuer`.
+pub(crate) fn signed_by(signed: &[u8], issuer: &[u8], provider: &CryptoProvider) -> bool {
+    let Ok((_, issuer)) = X509Certificate::from_der(issuer) else {
+        return false;
+    };
+    let Some(key_alg) = algorithm_contents(issuer.public_key().raw) else {
+        return false;
+    };
+    let key = issuer.public_key().subject_public_key.data.as_ref();
+    let Some((tbs, signature_alg, signature)) = signed_parts(signed) else {
+        return false;
+    };
+    provider
+        .signature_verification_algorithms
+        .all
+        .iter()
+        .filter(|alg| {
+            alg.signature_alg_id().as_ref() == signature_alg
+                && alg.public_key_alg_id().as_ref() == key_alg
+        })
+        .any(|alg| alg.verify_signature(key, tbs, signature).is_ok())
+}
+
+/// The subject of the certificate `der`, as DER (what CRLs and certificates name their
+/// issuer with).
+pub(crate) fn subject_der(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, certificate) = X509Certificate::from_der(der).ok()?;
+    Some(certificate.subject().as_raw().to_vec())
+}
+
+/// The signed bytes (the whole `tbs` element), the signature algorithm's contents, and
+/// the signature (the BIT STRING's bits, which a signature uses whole).
+fn signed_parts(signed: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (_, outer) = Any::from_der(signed).ok()?;
+    let (rest, _) = Any::from_der(outer.data).ok()?;
+    let tbs = &outer.data[..outer.data.len() - rest.len()];
+    let (rest, algorithm) = Any::from_der(rest).ok()?;
+    let (_, signature) = Any::from_der(rest).ok()?;
+    match signature.data.split_first() {
+        Some((0, bits)) => Some((tbs, algorithm.data, bits)),
+        _ => None,
+    }
+}
+
 /// The contents of the certificate's outer `signatureAlgorithm` AlgorithmIdentifier
 /// (the form webpki's algorithm identifiers are written in).
 fn signature_algorithm_contents(der: &[u8]) -> Option<&[u8]> {

@@ -38,10 +38,11 @@ pub(crate) mod files;
 mod listener;
 mod verifier;
 
-pub(crate) use ca_bundle::load as load_client_ca;
+pub(crate) use ca_bundle::ClientCaBundle;
+pub(crate) use config::Input as TlsInput;
 pub use config::{TlsConfigError, TlsServerConfig, TlsServerConfigBuilder};
 pub(crate) use diagnostics::{Expectation, WARNING_INTERVAL, Warnings, explain};
-pub(crate) use facts::{CertificateFacts, unix_now};
+pub(crate) use facts::{CertificateFacts, signed_by, subject_der, unix_now, utc};
 pub use listener::{TlsConnection, TlsListener};
 
 /// Resolves on ctrl-c (SIGINT) or SIGTERM: pass it to `with_graceful_shutdown`.

@@ -12,6 +12,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use super::facts::{CertificateFacts, self_signed};
 use crate::cert::PeerCertificate;
+use crate::trust::ClientTrust;
 
 /// An X.509 v1 (or v2) client certificate.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +27,20 @@ fn unix_time(now: UnixTime) -> i64 {
 pub(crate) struct AnyCertificate {
     algorithms: WebPkiSupportedAlgorithms,
     mandatory: bool,
+    /// CRLs the leaf is checked against, when given.
+    revocation: Option<ClientTrust>,
 }
 
 impl AnyCertificate {
-    pub(crate) fn new(provider: &rustls::crypto::CryptoProvider, mandatory: bool) -> Arc<Self> {
+    pub(crate) fn new(
+        provider: &rustls::crypto::CryptoProvider,
+        mandatory: bool,
+        revocation: Option<ClientTrust>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             algorithms: provider.signature_verification_algorithms,
             mandatory,
+            revocation,
         })
     }
 }
@@ -63,6 +71,12 @@ impl ClientCertVerifier for AnyCertificate {
                 rustls::CertificateError::Other(rustls::OtherError(Arc::new(NotVersion3))),
             ));
         }
+        if let Some(trust) = &self.revocation {
+            trust
+                .current()
+                .check_leaf(Some(end_entity))
+                .map_err(|refusal| refusal.tls_error())?;
+        }
         Ok(ClientCertVerified::assertion())
     }
 
@@ -89,36 +103,90 @@ impl ClientCertVerifier for AnyCertificate {
     }
 }
 
-/// For token endpoints (RFC 8705 §2): a client certificate that chains to the CA bundle
-/// (`tls_client_auth`), or one that is self-signed (`self_signed_tls_client_auth`: its
-/// signature verifies with its own key, within its validity period, CA:TRUE or not — the
-/// endpoint then matches it against the registration), or none. Any other certificate fails the handshake. Which of the two it was is
-/// decided again by the endpoint against the client's registration.
+/// Certificates that chain to a [`ClientTrust`]'s CAs (CRLs included), judged by what
+/// the trust holds at each handshake, so that a replaced trust takes effect for new
+/// connections at once.
+#[derive(Debug)]
+pub(crate) struct TrustedClients {
+    trust: ClientTrust,
+    algorithms: WebPkiSupportedAlgorithms,
+    mandatory: bool,
+    /// The CA names of the certificate request, as they were at start-up.
+    hints: Vec<DistinguishedName>,
+}
+
+impl TrustedClients {
+    pub(crate) fn new(
+        trust: ClientTrust,
+        provider: &rustls::crypto::CryptoProvider,
+        mandatory: bool,
+    ) -> Arc<Self> {
+        let hints = trust.root_hints();
+        Arc::new(Self {
+            trust,
+            algorithms: provider.signature_verification_algorithms,
+            mandatory,
+            hints,
+        })
+    }
+}
+
+impl ClientCertVerifier for TrustedClients {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.trust.verify_chain(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// For token endpoints (RFC 8705 §2): a client certificate that chains to the client
+/// trust's CAs (`tls_client_auth`), or one that is self-signed
+/// (`self_signed_tls_client_auth`: its signature verifies with its own key, within its
+/// validity period, CA:TRUE or not — the endpoint then matches it against the
+/// registration), or none. Any other certificate fails the handshake. Which of the two
+/// it was is decided again by the endpoint against the client's registration.
 #[derive(Debug)]
 pub(crate) struct CaOrSelfSigned {
-    ca: Arc<dyn ClientCertVerifier>,
+    ca: ClientTrust,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-/// The verifier, and its CA-only half for telling afterwards which way a certificate
-/// passed.
-type WithCaVerifier = (Arc<CaOrSelfSigned>, Arc<dyn ClientCertVerifier>);
-
 impl CaOrSelfSigned {
-    pub(crate) fn new(
-        roots: Arc<rustls::RootCertStore>,
-        provider: Arc<rustls::crypto::CryptoProvider>,
-    ) -> Result<WithCaVerifier, rustls::server::VerifierBuilderError> {
-        let ca = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            roots,
-            Arc::clone(&provider),
-        )
-        .build()?;
-        let verifier = Arc::new(Self {
-            ca: Arc::clone(&ca),
-            provider,
-        });
-        Ok((verifier, ca))
+    pub(crate) fn new(ca: ClientTrust, provider: Arc<rustls::crypto::CryptoProvider>) -> Arc<Self> {
+        Arc::new(Self { ca, provider })
     }
 }
 
@@ -140,7 +208,7 @@ impl ClientCertVerifier for CaOrSelfSigned {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        match self.ca.verify_client_cert(end_entity, intermediates, now) {
+        match self.ca.verify_chain(end_entity, intermediates, now) {
             Ok(verified) => Ok(verified),
             Err(_) if self_signed(end_entity, &self.provider, unix_time(now)) => {
                 Ok(ClientCertVerified::assertion())
@@ -155,7 +223,12 @@ impl ClientCertVerifier for CaOrSelfSigned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.ca.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -164,10 +237,17 @@ impl ClientCertVerifier for CaOrSelfSigned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.ca.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.ca.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
