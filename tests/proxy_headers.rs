@@ -4,21 +4,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use common::pki::{self, Leaf, Subject};
 use common::*;
 use http::StatusCode;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use mtls_bound_token::MtlsBoundTokenLayer;
 use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate};
-use mtls_bound_token::{ConnectionInfo, MtlsBoundTokenLayer};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::net::{TcpListener, TcpSocket};
 
 /// The proxy's address in these tests; clients from 127.0.0.1 are not trusted.
 const PROXY: &str = "127.0.0.2";
@@ -76,43 +70,6 @@ fn trusting(format: HeaderFormat) -> ProxyCertificate {
         .trusted_proxy(PROXY.parse().unwrap())
         .build()
         .unwrap()
-}
-
-/// A plain-HTTP server, as behind a TLS-terminating proxy.
-async fn serve_plain(app: Router) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<ConnectionInfo>(),
-        )
-        .await
-        .unwrap();
-    });
-    TestServer::new(addr, task)
-}
-
-/// One request over plain HTTP from `from` (an address on the loopback network).
-async fn send_from(
-    from: &str,
-    server: SocketAddr,
-    path: &str,
-    headers: &[(&str, &[u8])],
-) -> Answer {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    let tcp = socket.connect(server).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(get_request(path, headers))
-        .await
-        .unwrap();
-    collect(response).await
 }
 
 #[tokio::test]

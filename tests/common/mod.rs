@@ -299,3 +299,40 @@ pub async fn try_call(
         .await
         .map_err(|_| "timed out".to_owned())?
 }
+
+/// A plain-HTTP server, as behind a TLS-terminating proxy.
+pub async fn serve_plain(app: Router) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<mtls_bound_token::ConnectionInfo>(),
+        )
+        .await
+        .unwrap();
+    });
+    TestServer::new(addr, task)
+}
+
+/// One request over plain HTTP from `from` (an address on the loopback network).
+pub async fn send_from(
+    from: &str,
+    server: SocketAddr,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> Answer {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(server).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get_request(path, headers))
+        .await
+        .unwrap();
+    collect(response).await
+}

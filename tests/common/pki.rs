@@ -123,6 +123,33 @@ impl Ca {
         )
     }
 
+    /// A CRL signed by this CA that revokes the certificates `revoked` (DER);
+    /// `expired` puts its nextUpdate in the past (2021), otherwise it is 2099.
+    pub fn crl(&self, revoked: &[&[u8]], expired: bool) -> String {
+        let revoked_certs = revoked
+            .iter()
+            .map(|der| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&serial_of(der)),
+                revocation_time: rcgen::date_time_ymd(2020, 6, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(if expired { 2021 } else { 2099 }, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("CRL")
+            .pem()
+            .expect("CRL PEM")
+    }
+
     fn issue(&self, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf");
@@ -208,6 +235,12 @@ fn client_params(subject: &Subject) -> CertificateParams {
 }
 
 /// RFC 8705 `x5t#S256`: base64url (no padding) of SHA-256 over the DER.
+/// The serial number of the certificate `der`, as its DER INTEGER's contents.
+pub fn serial_of(der: &[u8]) -> Vec<u8> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).expect("certificate");
+    cert.raw_serial().to_vec()
+}
+
 pub fn thumbprint(der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(der))
 }
