@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::pki::{self, Leaf, Subject};
+use common::pki::{self, Ca, Leaf, Subject};
 use common::process::*;
 use common::*;
 use serde_json::{Value, json};
@@ -255,6 +255,49 @@ fn configuration_errors_stop_start_up_with_a_message() {
                 "bad header",
             ],
             "bad header",
+        ),
+        (
+            vec!["--jwks", s(&f.jwks), "--crl", s(&f.ca)],
+            "--crl needs --tls-cert or --trusted-proxy",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--tls-cert",
+                s(&f.server_cert),
+                "--tls-key",
+                s(&f.server_key),
+                "--crl",
+                s(&f.ca),
+            ],
+            "holds no `X509 CRL` PEM block (it holds CERTIFICATE)",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--tls-cert",
+                s(&f.server_cert),
+                "--tls-key",
+                s(&f.server_key),
+                "--crl",
+                "/nonexistent/clients.crl",
+            ],
+            "/nonexistent/clients.crl",
+        ),
+        (
+            vec![
+                "--jwks",
+                s(&f.jwks),
+                "--tls-cert",
+                s(&f.server_cert),
+                "--tls-key",
+                s(&f.server_key),
+                "--crl-unknown",
+                "maybe",
+            ],
+            "maybe",
         ),
     ];
     for (extra, expected) in cases {
@@ -625,4 +668,87 @@ fn with_or_without_the_token_cache_stolen_tokens_stay_refused() {
             403
         );
     }
+}
+
+#[test]
+fn crls_refuse_revoked_clients_in_the_handshake_and_behind_a_proxy() {
+    use base64::Engine;
+    use rustls::pki_types::pem::PemObject;
+    let world = World::new();
+    let f = Files::new(&world);
+    let dir = f.dir.path();
+    // A PEM CRL of the world's CA revoking b, and the same in DER.
+    let crl_pem = world.ca.crl(&[&world.b.cert_der], false);
+    let crl = write(dir, "ca.crl", &crl_pem);
+    let der = rustls::pki_types::CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes())
+        .unwrap();
+    let crl_der = dir.join("ca.crl.der");
+    std::fs::write(&crl_der, der.as_ref()).unwrap();
+    // A second trusted CA, for which no CRL is loaded.
+    let other_ca = Ca::root("Other Client CA");
+    let other = other_ca.client(&Subject::cn("other"));
+    let other_files = f.leaf("other", &other);
+    let both = write(
+        dir,
+        "both.pem",
+        &format!("{}{}", world.ca.cert_pem, other_ca.cert_pem),
+    );
+    let token = |leaf: &Leaf| {
+        world
+            .key
+            .sign(&pki::claims(ISSUER, AUDIENCE, "client", "read", Some(leaf)))
+    };
+
+    for (crl_file, unknown, other_status) in [
+        (&crl, None, 0),
+        (&crl_der, Some("deny"), 0),
+        (&crl, Some("allow"), 200),
+    ] {
+        let mut args = vec!["--client-ca", s(&both), "--crl", s(crl_file)];
+        if let Some(unknown) = unknown {
+            args.extend(["--crl-unknown", unknown]);
+        }
+        let server = start_resource_server_tls(&f, &args);
+        let url = format!("https://localhost:{}/whoami", server.addr.port());
+        let case = format!("{} {unknown:?}", crl_file.display());
+        let a = curl(&url, Some(&f.ca), pair(&f.a), Some(&token(&world.a)));
+        assert_eq!(a.status, 200, "{case}: a {}", a.body);
+        let b = curl(&url, Some(&f.ca), pair(&f.b), Some(&token(&world.b)));
+        assert_eq!(b.status, 0, "{case}: revoked b must fail the handshake");
+        let other = curl(&url, Some(&f.ca), pair(&other_files), Some(&token(&other)));
+        assert_eq!(other.status, other_status, "{case}: the CA without a CRL");
+    }
+
+    // Behind a trusted proxy: the forwarded certificate meets the same CRL.
+    let proxied = start_resource_server(
+        &f,
+        &[
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--cert-header-format",
+            "rfc9440",
+            "--crl",
+            s(&crl),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/whoami", proxied.addr.port());
+    let forward = |leaf: &Leaf| {
+        let header = format!(
+            "Client-Cert: :{}:",
+            base64::engine::general_purpose::STANDARD.encode(&leaf.cert_der)
+        );
+        let authorization = format!("Authorization: Bearer {}", token(leaf));
+        curl_request("GET", &url, None, None, &[&authorization, &header], None)
+    };
+    assert_eq!(forward(&world.a).status, 200);
+    let b = forward(&world.b);
+    assert_eq!(b.status, 401, "{}", b.body);
+    let challenge = b.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    assert!(b.body.contains("revoked"), "{}", b.body);
+    assert_eq!(
+        forward(&other).status,
+        401,
+        "unknown status is denied by default"
+    );
 }

@@ -264,7 +264,7 @@ fn files_that_are_not_crls_stop_the_build_naming_the_problem() {
         (
             "PEM without a CRL",
             world.a.cert_pem.clone().into_bytes(),
-            "holds no `X509 CRL` PEM block",
+            "holds no `X509 CRL` PEM block (it holds CERTIFICATE)",
         ),
         (
             "a CRL in the CA's name by another key",

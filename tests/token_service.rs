@@ -1144,6 +1144,32 @@ async fn behind_a_trusted_proxy_failed_authentications_have_a_global_budget() {
 }
 
 #[test]
+fn a_crl_revokes_tls_client_auth_certificates_and_leaves_self_signed_clients_alone() {
+    let setup = Setup::new();
+    let crl = write(
+        setup.dir.path(),
+        "ca.crl",
+        &setup.world.ca.crl(&[&setup.world.b.cert_der], false),
+    );
+    let service = setup.start(&["--crl", s(&crl)]);
+    let a = setup.curl_token(&service, "a", &form("client-a", &[]));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let b = setup.curl_token(&service, "b", &form("client-b", &[]));
+    assert_eq!(b.status, 0, "revoked b must fail the handshake: {}", b.body);
+    let self_signed = setup.curl_token(&service, "s1", &form("client-s", &[]));
+    assert_eq!(self_signed.status, 200, "{}", self_signed.body);
+
+    // Without --client-ca there is nothing a CRL could revoke.
+    let mut args = setup.base_args();
+    args.extend(["--clients", s(&setup.clients), "--crl", s(&crl)].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_to_end(binary("token_service"), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--crl needs --client-ca"), "{stderr}");
+}
+
+#[test]
 fn configuration_errors_stop_start_up_with_a_message() {
     let setup = Setup::new();
     let p = setup.dir.path();

@@ -82,12 +82,12 @@ enum Wanted {
     Key,
 }
 
-fn is_pem(bytes: &[u8]) -> bool {
+pub(crate) fn is_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
 /// The labels of the PEM blocks in `bytes`, in order, at most a few.
-fn pem_labels(bytes: &[u8]) -> Vec<String> {
+pub(crate) fn pem_labels(bytes: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(bytes);
     text.lines()
         .filter_map(|line| {

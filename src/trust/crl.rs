@@ -9,7 +9,7 @@ use rustls::pki_types::pem::PemObject;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::tls::unix_now;
+use crate::tls::{files, unix_now};
 
 /// The largest CRL file read: a CRL of a million entries is about 40 MB; one of this
 /// size holds some hundred thousand.
@@ -50,14 +50,16 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Vec<Crl>, String> {
             bytes.len()
         ));
     }
-    let ders: Vec<CertificateRevocationListDer<'static>> = if is_pem(bytes) {
+    let ders: Vec<CertificateRevocationListDer<'static>> = if files::is_pem(bytes) {
         let ders = CertificateRevocationListDer::pem_slice_iter(bytes)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("not valid PEM: {e}"))?;
         if ders.is_empty() {
-            return Err(
-                "holds no `X509 CRL` PEM block (make one with `openssl ca -gencrl`)".to_owned(),
-            );
+            return Err(format!(
+                "holds no `X509 CRL` PEM block (it holds {}); make a CRL with \
+                 `openssl ca -gencrl`",
+                files::pem_labels(bytes).join(", ")
+            ));
         }
         ders
     } else {
@@ -67,10 +69,6 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Vec<Crl>, String> {
         .enumerate()
         .map(|(i, der)| parse(der).map_err(|problem| format!("CRL {}: {problem}", i + 1)))
         .collect()
-}
-
-fn is_pem(bytes: &[u8]) -> bool {
-    bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
 fn parse(der: CertificateRevocationListDer<'static>) -> Result<Crl, String> {
