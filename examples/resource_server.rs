@@ -23,11 +23,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
 use cli::{LimitArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracing};
+use mtls_bound_token::reload::Reloader;
 use mtls_bound_token::remote::{
     AuthServerClient, IntrospectionVerifier, RemoteError, RemoteJwks, discover,
 };
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
-use mtls_bound_token::token::{IssuerRouter, JwtVerifier, TokenVerifier};
+use mtls_bound_token::token::{IssuerRouter, JwksFile, JwtVerifier, TokenVerifier};
 use mtls_bound_token::{
     ClientIdentity, MtlsBoundTokenLayer, ProtectedResourceMetadata, RequireScopeLayer,
 };
@@ -127,7 +128,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = &metadata {
         tracing::info!("no protected resource metadata route: {e}");
     }
-    let verifier = token_verifier(&args).await?;
+    // A --jwks file is reloaded with the TLS material.
+    let jwks_file = match &args.jwks {
+        Some(jwks) if !is_url(jwks) => Some(JwksFile::open(jwks)?),
+        _ => None,
+    };
+    let verifier = token_verifier(&args, jwks_file.clone()).await?;
     let mut auth = MtlsBoundTokenLayer::builder().verifier(verifier);
     if args.no_token_cache {
         auth = auth.without_token_cache();
@@ -148,6 +154,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // One trust for the handshakes and the forwarded certificates.
     let trust = args.revocation.trust(args.client_ca.as_deref())?;
     let revocation = trust.as_ref().filter(|trust| trust.crl_count() > 0);
+    let mut reloader = Reloader::new();
+    if let Some(keys) = &jwks_file {
+        reloader = reloader.jwks_file(keys);
+    }
     if let Some(source) = args.proxy.certificate_source(revocation)? {
         auth = auth.certificate_source(source);
     }
@@ -169,6 +179,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => {
+            let trust = trust.clone();
             let tls = args.limits.tls(
                 TlsServerConfig::builder()
                     .certificate_chain_file(cert)
@@ -187,7 +198,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     "client certificate optional, not chain-validated",
                 ),
             };
-            let listener = TlsListener::bind(args.listen, tls.build()?)
+            let tls = tls.build()?;
+            let _reloading = reloader.tls(&tls).spawn()?;
+            let listener = TlsListener::bind(args.listen, tls)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             let addr = listener.local_addr();
@@ -198,6 +211,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
         }
         _ => {
+            if let Some(trust) = &trust {
+                reloader = reloader.client_trust(trust);
+            }
+            let _reloading = reloader.spawn()?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -214,7 +231,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// The verifier the options ask for: JWTs by key (--jwks, --discovery), opaque tokens by
 /// introspection (--introspection-url), or both: JWTs of --issuer by key, any other
 /// token introspected.
-async fn token_verifier(args: &Args) -> Result<Arc<dyn TokenVerifier>, Box<dyn std::error::Error>> {
+async fn token_verifier(
+    args: &Args,
+    jwks_file: Option<JwksFile>,
+) -> Result<Arc<dyn TokenVerifier>, Box<dyn std::error::Error>> {
     let client = || auth_server_client(args.allow_http_keys, args.as_ca.as_deref());
     let metadata = match args.discovery {
         true => {
@@ -239,10 +259,9 @@ async fn token_verifier(args: &Args) -> Result<Arc<dyn TokenVerifier>, Box<dyn s
             let jwt = JwtVerifier::builder()
                 .issuer(&args.issuer)
                 .audience(&args.audience);
-            let jwt = if jwks.starts_with("http://") || jwks.starts_with("https://") {
-                jwt.key_source(RemoteJwks::builder(&jwks).client(client()?).build().await?)
-            } else {
-                jwt.jwks_file(jwks)
+            let jwt = match jwks_file {
+                Some(file) => jwt.key_source(file),
+                None => jwt.key_source(RemoteJwks::builder(&jwks).client(client()?).build().await?),
             };
             Some(jwt.build()?)
         }
@@ -291,6 +310,10 @@ async fn token_verifier(args: &Args) -> Result<Arc<dyn TokenVerifier>, Box<dyn s
         ),
         (None, None) => return Err("give --jwks, --discovery or --introspection-url".into()),
     })
+}
+
+fn is_url(jwks: &str) -> bool {
+    jwks.starts_with("http://") || jwks.starts_with("https://")
 }
 
 /// The client for the authorization server's URLs.

@@ -76,6 +76,7 @@ mod error;
 mod identity;
 mod layer;
 mod metadata;
+pub mod reload;
 pub mod remote;
 mod scope;
 pub mod serve;

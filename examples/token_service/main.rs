@@ -24,6 +24,7 @@ use cli::{LimitArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracin
 use mtls_bound_token::client_auth::{
     ClientAuthMethod, ClientAuthenticator, token_endpoint_tls_with_trust,
 };
+use mtls_bound_token::reload::Reloader;
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use service::{Settings, Signer, TokenService, load_clients};
 
@@ -149,6 +150,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // Only self-signed clients can authenticate; the endpoint checks each one.
         None => tls.accept_any_client_certificate().build()?,
     };
+    let _reloading = Reloader::new().tls(&tls).spawn()?;
     let listener = TlsListener::bind(args.listen, tls)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

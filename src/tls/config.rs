@@ -2,11 +2,13 @@
 //! once at start-up.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ResolvesServerCert;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::sign::CertifiedKey;
 
 use super::ca_bundle::{self, ClientCaBundle};
 use super::diagnostics::{Diagnosed, Expectation, WARNING_INTERVAL, Warnings};
@@ -78,6 +80,14 @@ pub(crate) enum Input {
 }
 
 impl Input {
+    /// The file, when it is one.
+    pub(crate) fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::File(path) => Some(path.clone()),
+            Self::Memory(_) => None,
+        }
+    }
+
     pub(crate) fn name(&self) -> String {
         match self {
             Self::File(path) => path.display().to_string(),
@@ -331,11 +341,8 @@ impl TlsServerConfigBuilder {
     pub fn build(self) -> Result<TlsServerConfig, TlsConfigError> {
         let provider = crate::crypto::rustls_provider();
         let chain_input = self.chain.ok_or(TlsConfigError::MissingCertificate)?;
-        let chain = chain_input.certificates("server certificate")?;
-        let key = self
-            .key
-            .ok_or(TlsConfigError::MissingPrivateKey)?
-            .private_key()?;
+        let key_input = self.key.ok_or(TlsConfigError::MissingPrivateKey)?;
+        let (certified, subject) = certified_key(&chain_input, &key_input, &provider)?;
         if self.handshake_timeout.is_zero() {
             return Err(TlsConfigError::Zero("handshake_timeout"));
         }
@@ -345,8 +352,6 @@ impl TlsServerConfigBuilder {
         if self.max_handshakes_per_ip == 0 {
             return Err(TlsConfigError::Zero("max_handshakes_per_ip"));
         }
-        check_server_certificate(&chain[0], &chain_input.name());
-
         let mut chains = ChainCheck::Validated;
         let client_auth = match self.client_auth {
             ClientAuth::Ca(input) => ClientAuth::Trust(ClientTrust::builder().ca(input).build()?),
@@ -355,6 +360,7 @@ impl TlsServerConfigBuilder {
             }
             other => other,
         };
+        let mut trust_used = None;
         let (verifier, expectation): (Arc<dyn ClientCertVerifier>, Expectation) = match client_auth
         {
             ClientAuth::Unset => return Err(TlsConfigError::NoClientAuth),
@@ -369,6 +375,7 @@ impl TlsServerConfigBuilder {
                     return Err(TlsConfigError::TrustCaUnused);
                 }
                 chains = ChainCheck::NotValidated;
+                trust_used.clone_from(&revocation);
                 (
                     AnyCertificate::new(&provider, !self.anonymous, revocation),
                     Expectation::Any,
@@ -379,6 +386,7 @@ impl TlsServerConfigBuilder {
                     return Err(TlsConfigError::TrustWithoutCa);
                 }
                 let expectation = trust.current().expectation();
+                trust_used = Some(trust.clone());
                 (
                     TrustedClients::new(trust, &provider, !self.anonymous),
                     expectation,
@@ -393,6 +401,7 @@ impl TlsServerConfigBuilder {
                     other => other,
                 };
                 chains = ChainCheck::PerConnection(trust.clone());
+                trust_used = Some(trust.clone());
                 (
                     CaOrSelfSigned::new(trust, Arc::clone(&provider)),
                     expectation,
@@ -402,22 +411,27 @@ impl TlsServerConfigBuilder {
         let requires_certificate = verifier.client_auth_mandatory();
         tracing::info!(
             certificate = %chain_input.name(),
-            subject = %CertificateFacts::of(&chain[0]).map(|f| f.subject).unwrap_or_default(),
+            subject = %subject,
             client_certificates = %expectation.summary(requires_certificate),
             "TLS: server certificate and client certificate policy"
         );
         let warnings = Warnings::new(WARNING_INTERVAL);
         let verifier = Diagnosed::new(verifier, expectation, Arc::clone(&warnings));
 
+        let certificate = Arc::new(ServerCertificate {
+            current: RwLock::new(Arc::new(certified)),
+        });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| TlsConfigError::Rustls(e.to_string()))?;
+            .with_cert_resolver(Arc::clone(&certificate) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsServerConfig {
             rustls: Arc::new(config),
+            certificate,
+            certificate_inputs: Arc::new((chain_input, key_input)),
+            trust: trust_used,
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
             max_handshakes_per_ip: self.max_handshakes_per_ip,
@@ -425,6 +439,47 @@ impl TlsServerConfigBuilder {
             warnings,
             requires_certificate,
         })
+    }
+}
+
+/// Reads the server's chain and key, checks that they fit, and warns about what clients
+/// will refuse; with the leaf's subject, for the log.
+fn certified_key(
+    chain_input: &Input,
+    key_input: &Input,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<(CertifiedKey, String), TlsConfigError> {
+    let chain = chain_input.certificates("server certificate")?;
+    let key = key_input.private_key()?;
+    check_server_certificate(&chain[0], &chain_input.name());
+    let subject = CertificateFacts::of(&chain[0])
+        .map(|f| f.subject)
+        .unwrap_or_default();
+    let certified = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| TlsConfigError::Rustls(e.to_string()))?;
+    Ok((certified, subject))
+}
+
+/// The server's certificate and key, as the handshakes find them: swapped whole by a
+/// reload.
+#[derive(Debug)]
+pub(crate) struct ServerCertificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCertificate {
+    fn get(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn set(&self, next: CertifiedKey) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+    }
+}
+
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
     }
 }
 
@@ -485,6 +540,11 @@ fn check_server_certificate(leaf: &CertificateDer<'_>, source: &str) {
 #[derive(Clone)]
 pub struct TlsServerConfig {
     pub(crate) rustls: Arc<rustls::ServerConfig>,
+    certificate: Arc<ServerCertificate>,
+    /// Where the chain and the key came from, for a reload.
+    certificate_inputs: Arc<(Input, Input)>,
+    /// The client trust the handshakes use, when there is one.
+    trust: Option<ClientTrust>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
     pub(crate) max_handshakes_per_ip: usize,
@@ -546,5 +606,54 @@ impl TlsServerConfig {
     /// The rustls configuration, e.g. for another TLS server.
     pub fn rustls_config(&self) -> Arc<rustls::ServerConfig> {
         Arc::clone(&self.rustls)
+    }
+
+    /// Reads the server certificate chain and key again (files are read anew; material
+    /// given in memory is used as it was), checks them as
+    /// [`build`](TlsServerConfigBuilder::build) does, and reloads the client trust's
+    /// files (CA bundle, CRLs; see [`ClientTrust::reload`]). Only once everything has
+    /// been read and checked is it put in place: new handshakes use it, established
+    /// connections keep going. On an error nothing changes.
+    ///
+    /// # Errors
+    /// [`TlsConfigError`] naming the file and the problem.
+    pub fn reload(&self) -> Result<(), TlsConfigError> {
+        let commit = self.prepare_reload()?;
+        commit();
+        Ok(())
+    }
+
+    /// Reads and checks everything; the returned step puts it in place.
+    pub(crate) fn prepare_reload(
+        &self,
+    ) -> Result<Box<dyn FnOnce() + Send + 'static>, TlsConfigError> {
+        let (chain, key) = &*self.certificate_inputs;
+        let (certified, _) = certified_key(chain, key, &crate::crypto::rustls_provider())?;
+        let trust = match &self.trust {
+            Some(trust) => Some(trust.prepare_reload()?),
+            None => None,
+        };
+        let certificate = Arc::clone(&self.certificate);
+        Ok(Box::new(move || {
+            certificate.set(certified);
+            if let Some(commit) = trust {
+                commit();
+            }
+        }))
+    }
+
+    /// The files a reload reads: the chain, the key, and the client trust's.
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        let (chain, key) = &*self.certificate_inputs;
+        let mut files: Vec<PathBuf> = [chain, key].into_iter().filter_map(Input::path).collect();
+        if let Some(trust) = &self.trust {
+            files.extend(trust.files());
+        }
+        files
+    }
+
+    /// The client trust the handshakes use, if any.
+    pub fn client_trust(&self) -> Option<&ClientTrust> {
+        self.trust.as_ref()
     }
 }

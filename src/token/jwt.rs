@@ -208,7 +208,7 @@ impl JwtVerifierBuilder {
         }
         let keys: Arc<dyn KeySource> = match self.keys {
             Keys::None => return Err(ConfigError::MissingKeys),
-            Keys::File(path) => Arc::new(StaticKeys::new(KeySet::from_jwks_file(path)?)),
+            Keys::File(path) => Arc::new(super::JwksFile::open(path)?),
             Keys::Json(json) => Arc::new(StaticKeys::new(KeySet::from_jwks_json(&json)?)),
             Keys::Source(source) => source,
         };

@@ -392,6 +392,100 @@ impl KeySource for StaticKeys {
     }
 }
 
+/// A JWKS file, read at start-up and again on [`reload`](Self::reload): keys that leave
+/// the file retire what they verified, so the verified-token cache drops it. Cheap to
+/// clone; clones share the keys, so keep one to reload and give another to the
+/// verifier.
+///
+/// ```no_run
+/// use mtls_bound_token::token::{JwksFile, JwtVerifier};
+///
+/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let keys = JwksFile::open("jwks.json")?;
+/// let verifier = JwtVerifier::builder()
+///     .issuer("https://as.example")
+///     .audience("https://api.example")
+///     .key_source(keys.clone())
+///     .build()?;
+/// // On rotation: the new keys serve the next request.
+/// keys.reload()?;
+/// # let _ = verifier; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct JwksFile {
+    path: Arc<Path>,
+    keys: Arc<std::sync::RwLock<Arc<KeySet>>>,
+}
+
+impl std::fmt::Debug for JwksFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksFile")
+            .field("path", &self.path)
+            .field("keys", &self.current().len())
+            .finish()
+    }
+}
+
+impl JwksFile {
+    /// Reads the file.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the file: unreadable, not a JWKS, or without a usable key.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+        let path: Arc<Path> = Arc::from(path.as_ref());
+        let keys = KeySet::from_jwks_file(&path)?;
+        Ok(Self {
+            path,
+            keys: Arc::new(std::sync::RwLock::new(Arc::new(keys))),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file again and serves its keys from the next request on. A file that
+    /// cannot be read or holds no usable key changes nothing.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the file and the problem; the old keys stay.
+    pub fn reload(&self) -> Result<(), KeyError> {
+        let commit = self.prepare()?;
+        commit();
+        Ok(())
+    }
+
+    /// Reads the file; the returned step puts its keys in place.
+    pub(crate) fn prepare(&self) -> Result<impl FnOnce() + Send + 'static, KeyError> {
+        let next = KeySet::from_jwks_file(&self.path)?;
+        let this = self.clone();
+        Ok(move || {
+            let mut guard = this
+                .keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let next = guard.succeeded_by(next);
+            *guard = Arc::new(next);
+        })
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        Arc::clone(
+            &self
+                .keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl KeySource for JwksFile {
+    fn key_set<'a>(&'a self, _kid: Option<&'a str>) -> KeySetFuture<'a> {
+        Box::pin(std::future::ready(Ok(self.current())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

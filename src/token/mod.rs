@@ -11,7 +11,7 @@ mod verifier;
 
 pub(crate) use claims::Confirmation;
 pub use claims::TokenClaims;
-pub use keys::{KeyError, KeySet, KeySetFuture, KeySource, KeySourceError, StaticKeys};
+pub use keys::{JwksFile, KeyError, KeySet, KeySetFuture, KeySource, KeySourceError, StaticKeys};
 
 pub(crate) use bearer::bearer_token;
 pub use cache::{

@@ -155,7 +155,14 @@ impl Material {
 /// [`replace_with`](Self::replace_with) swaps atomically for all of them.
 #[derive(Clone)]
 pub struct ClientTrust {
-    shared: Arc<RwLock<Arc<Material>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    material: RwLock<Arc<Material>>,
+    /// How it was built, for [`ClientTrust::reload`]; `None` for a verifier of the
+    /// user's own.
+    recipe: Option<ClientTrustBuilder>,
 }
 
 impl std::fmt::Debug for ClientTrust {
@@ -191,19 +198,64 @@ impl ClientTrust {
     /// decides revocation). Leaf revocation checks (forwarded certificates) find no CRL
     /// here and pass.
     pub fn from_client_cert_verifier(verifier: Arc<dyn ClientCertVerifier>) -> Self {
-        Self::from_material(Material {
-            ca: None,
-            crls: Vec::new(),
-            unknown: UnknownRevocation::Allow,
-            expired: ExpiredCrl::Allow,
-            verifier: Some(verifier),
-        })
+        Self::from_material(
+            None,
+            Material {
+                ca: None,
+                crls: Vec::new(),
+                unknown: UnknownRevocation::Allow,
+                expired: ExpiredCrl::Allow,
+                verifier: Some(verifier),
+            },
+        )
     }
 
-    fn from_material(material: Material) -> Self {
+    fn from_material(recipe: Option<ClientTrustBuilder>, material: Material) -> Self {
         Self {
-            shared: Arc::new(RwLock::new(Arc::new(material))),
+            shared: Arc::new(Shared {
+                material: RwLock::new(Arc::new(material)),
+                recipe,
+            }),
         }
+    }
+
+    /// Reads the CA bundle and CRL files it was built from again, checks them as
+    /// [`build`](ClientTrustBuilder::build) does, and puts them in place as
+    /// [`replace_with`](Self::replace_with) does. Material given in memory is used again
+    /// as it was; a trust made by
+    /// [`from_client_cert_verifier`](Self::from_client_cert_verifier) has nothing to
+    /// reload.
+    ///
+    /// # Errors
+    /// What [`build`](ClientTrustBuilder::build) reports; the old material stays.
+    pub fn reload(&self) -> Result<(), TlsConfigError> {
+        let commit = self.prepare_reload()?;
+        commit();
+        Ok(())
+    }
+
+    /// Reads and checks the files; the returned step puts them in place.
+    pub(crate) fn prepare_reload(
+        &self,
+    ) -> Result<Box<dyn FnOnce() + Send + 'static>, TlsConfigError> {
+        let Some(recipe) = &self.shared.recipe else {
+            return Ok(Box::new(|| {}));
+        };
+        let next = recipe.clone().build()?;
+        let this = self.clone();
+        Ok(Box::new(move || this.replace_with(&next)))
+    }
+
+    /// The files it reads (CA bundle and CRLs), for watching.
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        self.shared.recipe.as_ref().map_or_else(Vec::new, |recipe| {
+            recipe
+                .ca
+                .iter()
+                .chain(&recipe.crls)
+                .filter_map(TlsInput::path)
+                .collect()
+        })
     }
 
     /// Replaces what this trust (and every clone of it) holds with what `other` holds,
@@ -211,7 +263,7 @@ impl ClientTrust {
     /// the new CAs and CRLs. Connections established before keep going.
     pub fn replace_with(&self, other: &ClientTrust) {
         let new = other.current();
-        match self.shared.write() {
+        match self.shared.material.write() {
             Ok(mut guard) => *guard = new,
             Err(poisoned) => *poisoned.into_inner() = new,
         }
@@ -219,7 +271,7 @@ impl ClientTrust {
 
     /// What it holds now.
     pub(crate) fn current(&self) -> Arc<Material> {
-        match self.shared.read() {
+        match self.shared.material.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
@@ -273,7 +325,7 @@ impl ClientTrust {
 }
 
 /// Builds a [`ClientTrust`].
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ClientTrustBuilder {
     ca: Option<TlsInput>,
     crls: Vec<TlsInput>,
@@ -363,6 +415,7 @@ impl ClientTrustBuilder {
     /// (saying what it is instead), a CRL not signed by the bundle's CA of its name, a
     /// CA bundle problem as the TLS builder reports it.
     pub fn build(self) -> Result<ClientTrust, TlsConfigError> {
+        let recipe = self.clone();
         let provider = crate::crypto::rustls_provider();
         let ca = self.ca.as_ref().map(TlsInput::client_ca).transpose()?;
         let mut crls = Vec::new();
@@ -402,13 +455,16 @@ impl ClientTrustBuilder {
             }
             None => None,
         };
-        Ok(ClientTrust::from_material(Material {
-            ca,
-            crls,
-            unknown: self.unknown,
-            expired: self.expired,
-            verifier,
-        }))
+        Ok(ClientTrust::from_material(
+            Some(recipe),
+            Material {
+                ca,
+                crls,
+                unknown: self.unknown,
+                expired: self.expired,
+                verifier,
+            },
+        ))
     }
 }
 
