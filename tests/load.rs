@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::pki;
 use common::process::*;
 use common::*;
 
@@ -107,4 +110,147 @@ fn the_load_client_drives_every_kind_of_request() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Sends SIGHUP to `pid`.
+fn hangup(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[test]
+fn reloads_under_load_lose_no_request_and_take_effect() {
+    let world = World::new();
+    let f = Files::new(&world);
+    let crl = write(f.dir.path(), "ca.crl", &world.ca.crl(&[], false));
+    let mut server = start_resource_server_tls(&f, &["--client-ca", s(&f.ca), "--crl", s(&crl)]);
+    let logs = LogLines::follow(&mut server);
+    let key = write(f.dir.path(), "issuer.key", &world.key.private_pem);
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let pid = server.child.id();
+    let load = example_binary("load");
+    let run_load = |mode: &'static [&'static str]| {
+        let mut args: Vec<String> = [
+            "--url",
+            &url,
+            "--ca",
+            s(&f.ca),
+            "--cert",
+            s(&f.a.0),
+            "--key",
+            s(&f.a.1),
+            "--signing-key",
+            s(&key),
+            "--kid",
+            "k1",
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--duration",
+            "3",
+            "--mix",
+            "valid=1",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(mode.iter().map(|a| a.to_string()));
+        let load = load.clone();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_to_end(&load, &args)
+        })
+    };
+    let keep_alive = run_load(&["--connections", "4"]);
+    let handshakes = run_load(&["--connections", "2", "--new-connection-per-request"]);
+    // Reloads while both run: by signal, and by a file written anew.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..10 {
+        if i == 5 {
+            replace(&crl, &world.ca.crl(&[], false));
+        } else {
+            hangup(pid);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (name, run) in [("keep-alive", keep_alive), ("new connections", handshakes)] {
+        let out = run.join().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {stdout}");
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert!(
+            report["requests"].as_u64().unwrap() > 10,
+            "{name}: {report}"
+        );
+        assert_eq!(report["errors"], 0, "{name}: {report}");
+        let statuses: Vec<&String> = report["by_status"].as_object().unwrap().keys().collect();
+        assert_eq!(statuses, ["200"], "{name}: {report}");
+    }
+    // Signals that arrive while a reload runs are one (as with any signal handler).
+    assert!(
+        logs.wait_for("reloaded", 4, Duration::from_secs(5)),
+        "at least five of the ten reloads: {}",
+        logs.text()
+    );
+    assert_eq!(logs.count("reload failed"), 0, "{}", logs.text());
+
+    // A client revoked by a rewritten CRL is refused once the reload is logged.
+    let token_b = world.key.sign(&pki::claims(
+        ISSUER,
+        AUDIENCE,
+        "client",
+        "read",
+        Some(&world.b),
+    ));
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&f.b), Some(&token_b)).status,
+        200
+    );
+    let reloads = logs.count("reloaded");
+    replace(&crl, &world.ca.crl(&[&world.b.cert_der], false));
+    assert!(
+        logs.wait_for("reloaded", reloads, Duration::from_secs(5)),
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&f.b), Some(&token_b)).status,
+        0
+    );
+
+    // A file that does not read: logged with the reason, the old material stays.
+    replace(&crl, "garbage");
+    assert!(
+        logs.wait_for("reload failed", 0, Duration::from_secs(5)),
+        "{}",
+        logs.text()
+    );
+    let failed = logs.text();
+    assert!(failed.contains("ca.crl"), "{failed}");
+    let token_a = world.token_for_a("read");
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&f.a), Some(&token_a)).status,
+        200
+    );
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&f.b), Some(&token_b)).status,
+        0
+    );
+    hangup(pid);
+    assert!(
+        logs.wait_for("reload failed", 1, Duration::from_secs(5)),
+        "{}",
+        logs.text()
+    );
+}
+
+/// Replaces `path` as deployments do: a new file renamed over the old one.
+fn replace(path: &std::path::Path, content: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).unwrap();
+    std::fs::rename(&next, path).unwrap();
 }

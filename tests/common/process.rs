@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// Builds an example (cached by cargo) and returns its executable.
@@ -355,4 +355,56 @@ pub fn start_resource_server_tls(f: &Files, extra: &[&str]) -> Running {
     ];
     args.extend_from_slice(extra);
     start_resource_server(f, &args)
+}
+
+/// The lines a running server writes to stderr, read as they come (which also keeps the
+/// pipe from filling up).
+pub struct LogLines {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl LogLines {
+    /// Takes over `running`'s stderr.
+    pub fn follow(running: &mut Running) -> Self {
+        let stderr = running.child.stderr.take().expect("stderr not taken yet");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut lines = sink.lock().unwrap();
+                // Bounded: a test reads the recent lines only.
+                if lines.len() < 100_000 {
+                    lines.push(line);
+                }
+            }
+        });
+        Self { lines }
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+
+    /// Waits (at most `timeout`) until more than `seen` lines contain `needle`.
+    pub fn wait_for(&self, needle: &str, seen: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.count(needle) > seen {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Everything so far, for a failure message.
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
 }
