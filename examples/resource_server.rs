@@ -22,7 +22,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Parser, ValueEnum};
-use cli::{LimitArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracing};
+use cli::{LimitArgs, OpsArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::reload::Reloader;
 use mtls_bound_token::remote::{
     AuthServerClient, IntrospectionVerifier, RemoteError, RemoteJwks, discover,
@@ -100,6 +100,8 @@ struct Args {
     #[command(flatten)]
     revocation: RevocationArgs,
     #[command(flatten)]
+    ops: OpsArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -119,6 +121,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Handlers first: a SIGTERM right after "listening on" must be a graceful stop.
     let shutdown = shutdown_signal();
+    args.ops.serve_metrics().await?;
     // The audience is the resource's identifier: when it is a URL, publish its metadata.
     let metadata = ProtectedResourceMetadata::new(&args.audience).map(|metadata| {
         metadata
@@ -154,11 +157,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // One trust for the handshakes and the forwarded certificates.
     let trust = args.revocation.trust(args.client_ca.as_deref())?;
     let revocation = trust.as_ref().filter(|trust| trust.crl_count() > 0);
-    let mut reloader = Reloader::new();
+    let mut reloader = Reloader::new().expiry_warning(args.ops.expiry_warning());
     if let Some(keys) = &jwks_file {
         reloader = reloader.jwks_file(keys);
     }
-    if let Some(source) = args.proxy.certificate_source(revocation)? {
+    if let Some(source) = args
+        .proxy
+        .certificate_source(revocation, args.ops.expiry_warning())?
+    {
         auth = auth.certificate_source(source);
     }
     let auth = auth.build()?;
@@ -183,7 +189,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let tls = args.limits.tls(
                 TlsServerConfig::builder()
                     .certificate_chain_file(cert)
-                    .private_key_file(key),
+                    .private_key_file(key)
+                    .expiry_warning(args.ops.expiry_warning()),
             );
             let (tls, mode) = match (args.client_ca.is_some(), trust) {
                 (true, Some(trust)) => (tls.client_trust(trust), "client certificate required"),

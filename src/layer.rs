@@ -165,6 +165,7 @@ where
             let mut request = Request::from_parts(parts, body);
             match outcome {
                 Ok(identity) => {
+                    crate::telemetry::request("accepted", "accepted");
                     let span = tracing::Span::current();
                     span.record("outcome", "accepted");
                     if let Some(thumbprint) = identity.thumbprint() {
@@ -189,6 +190,7 @@ where
                     inner.call(request).await
                 }
                 Err(error) => {
+                    crate::telemetry::request("refused", error.reason().as_str());
                     tracing::Span::current().record("outcome", "refused");
                     tracing::debug!(
                         status = error.status().as_u16(),

@@ -80,6 +80,7 @@ pub struct Reloader {
     items: Vec<Item>,
     settle: Option<Duration>,
     watch_files: Option<bool>,
+    expiry_warning: Option<Duration>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -129,6 +130,35 @@ impl Reloader {
         self
     }
 
+    /// [`spawn`](Self::spawn) warns (and sets the
+    /// [`SOONEST_EXPIRY`](crate::telemetry::SOONEST_EXPIRY) gauges) about the server
+    /// certificate, client CAs and CRLs that end within this window: when it starts,
+    /// daily, and after each reload. Default 14 days.
+    pub fn expiry_warning(mut self, window: Duration) -> Self {
+        self.expiry_warning = Some(window);
+        self
+    }
+
+    /// Warns about the material that ends within the window; how many items it warned
+    /// about.
+    pub fn check_expiry(&self) -> usize {
+        let items: Vec<_> = self
+            .items
+            .iter()
+            .flat_map(|item| match item {
+                Item::Tls(tls) => tls.expiring(),
+                Item::Trust(trust) => trust.expiring(),
+                Item::Jwks(_) => Vec::new(),
+            })
+            .collect();
+        crate::expiry::report(
+            &items,
+            self.expiry_warning
+                .unwrap_or(crate::expiry::DEFAULT_EXPIRY_WARNING),
+            crate::expiry::unix(SystemTime::now()),
+        )
+    }
+
     /// The files a reload reads.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self.items.iter().flat_map(Item::files).collect();
@@ -160,10 +190,13 @@ impl Reloader {
     fn reload_logged(&self, cause: &str) -> bool {
         match self.reload_now() {
             Ok(()) => {
+                crate::telemetry::reload(true);
                 tracing::info!(cause, files = ?self.files(), "reloaded");
+                self.check_expiry();
                 true
             }
             Err(error) => {
+                crate::telemetry::reload(false);
                 tracing::warn!(cause, "reload failed, the old material stays: {error}");
                 false
             }
@@ -192,12 +225,18 @@ impl Reloader {
         let this = Arc::new(self);
         let task = tokio::spawn(async move {
             let mut seen = fingerprints(&this.files());
+            let mut daily = tokio::time::interval(Duration::from_secs(86_400));
+            daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 #[cfg(unix)]
                 let sighup = hangup.recv();
                 #[cfg(not(unix))]
                 let sighup = std::future::pending::<Option<()>>();
                 tokio::select! {
+                    // The first tick is at once: the start-up check.
+                    _ = daily.tick() => {
+                        this.check_expiry();
+                    }
                     signal = sighup => {
                         if signal.is_none() {
                             break;

@@ -99,6 +99,7 @@ fn check(extensions: &http::Extensions, scope: &str) -> Result<ClientIdentity, A
         },
         None => AuthError::MissingCredentials,
     };
+    crate::telemetry::request("refused", error.reason().as_str());
     tracing::debug!(scope, %error, "request refused by scope check");
     Err(AuthRejection::new(error, extensions))
 }

@@ -305,3 +305,25 @@ async fn a_spawned_reloader_follows_the_files() {
         Some(StatusCode::OK)
     );
 }
+
+#[test]
+fn the_loaded_material_is_warned_about_within_the_window() {
+    let world = World::new();
+    let files = Files::new(&world);
+    // A CRL past its nextUpdate (2021): within any window.
+    replace(&files.crl, &world.ca.crl(&[], true));
+    let tls = files.tls();
+    let reloader = Reloader::new().tls(&tls);
+    assert_eq!(
+        reloader.clone().expiry_warning(Duration::ZERO).check_expiry(),
+        1,
+        "the stale CRL only"
+    );
+    // rcgen's certificates end in 4096: a window of three thousand years reaches them.
+    let millennia = Duration::from_secs(3_000 * 366 * 86_400);
+    assert_eq!(
+        reloader.expiry_warning(millennia).check_expiry(),
+        3,
+        "server certificate, client CA, CRL"
+    );
+}

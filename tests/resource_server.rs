@@ -752,3 +752,146 @@ fn crls_refuse_revoked_clients_in_the_handshake_and_behind_a_proxy() {
         "unknown status is denied by default"
     );
 }
+
+/// The value of the first metric line named `name` carrying every label of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_count_what_happened_and_a_soon_expiring_client_is_warned_about_once() {
+    let world = World::new();
+    let f = Files::new(&world);
+    let soon = world.ca.client(&Subject {
+        ends_in_days: Some(3),
+        ..Subject::cn("soon")
+    });
+    let soon_files = f.leaf("soon", &soon);
+    let stranger = Ca::root("Someone Else's CA").client(&Subject::cn("stranger"));
+    let stranger_files = f.leaf("stranger", &stranger);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let mut server = start_resource_server_tls(
+        &f,
+        &[
+            "--client-ca",
+            s(&f.ca),
+            "--metrics-listen",
+            &metrics_addr,
+            "--expiry-warning-days",
+            "5",
+        ],
+    );
+    let logs = LogLines::follow(&mut server);
+    let url = format!("https://localhost:{}/whoami", server.addr.port());
+    let token_a = world.token_for_a("read");
+    let token_soon = world.key.sign(&pki::claims(
+        ISSUER,
+        AUDIENCE,
+        "client",
+        "read",
+        Some(&soon),
+    ));
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&f.a), Some(&token_a)).status,
+        200
+    );
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&f.a), Some(&token_a)).status,
+        200
+    );
+    assert_eq!(curl(&url, Some(&f.ca), pair(&f.a), None).status, 401);
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&f.b), Some(&token_a)).status,
+        401
+    );
+    assert_eq!(
+        curl(&url, Some(&f.ca), pair(&stranger_files), Some(&token_a)).status,
+        0
+    );
+    for _ in 0..2 {
+        let answer = curl(&url, Some(&f.ca), pair(&soon_files), Some(&token_soon));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    assert!(
+        logs.wait_for(
+            "client certificate expires in",
+            0,
+            std::time::Duration::from_secs(5)
+        ),
+        "{}",
+        logs.text()
+    );
+    let warning = logs.text();
+    let line = warning
+        .lines()
+        .find(|line| line.contains("client certificate expires in"))
+        .unwrap();
+    assert!(line.contains(&soon.thumbprint), "{line}");
+    assert!(line.contains("CN=soon"), "{line}");
+    assert!(line.contains("days_left"), "{line}");
+    assert_eq!(
+        logs.count("client certificate expires in"),
+        1,
+        "once a day: {warning}"
+    );
+
+    let scraped = curl(&format!("http://{metrics_addr}/metrics"), None, None, None);
+    assert_eq!(scraped.status, 200);
+    let text = &scraped.body;
+    let requests = "mtls_bound_token_requests_total";
+    let count = |labels: &[&str]| metric(text, requests, labels);
+    assert_eq!(
+        count(&["outcome=\"accepted\"", "reason=\"accepted\""]),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(&["reason=\"missing_credentials\""]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(&["reason=\"other_certificate\""]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            text,
+            "mtls_bound_token_handshake_failures_total",
+            &["cause=\"unknown_ca\""]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // a's token twice, b's attempt with it (verified before the binding fails), soon's
+    // token twice: two misses, three hits.
+    assert_eq!(
+        metric(text, "mtls_bound_token_token_cache_misses_total", &[]),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(text, "mtls_bound_token_token_cache_hits_total", &[]),
+        Some(3.0),
+        "{text}"
+    );
+    let soonest = metric(
+        text,
+        "mtls_bound_token_soonest_expiry_timestamp_seconds",
+        &["kind=\"server_certificate\""],
+    )
+    .unwrap_or_else(|| panic!("no expiry gauge: {text}"));
+    assert!(
+        soonest > 4.0e9,
+        "rcgen's default end is far away: {soonest}"
+    );
+}

@@ -37,11 +37,12 @@ impl ProxyArgs {
     pub fn certificate_source(
         &self,
         revocation: Option<&ClientTrust>,
+        expiry_warning: Duration,
     ) -> Result<Option<ProxyCertificate>, ConfigError> {
         let Some(format) = self.cert_header_format else {
             return Ok(None);
         };
-        let mut proxy = ProxyCertificate::builder(format);
+        let mut proxy = ProxyCertificate::builder(format).expiry_warning(expiry_warning);
         if let Some(trust) = revocation {
             proxy = proxy.check_revocation(trust.clone());
         }
@@ -52,6 +53,61 @@ impl ProxyArgs {
             proxy = proxy.header(header.clone());
         }
         proxy.build().map(Some)
+    }
+}
+
+/// `--metrics-listen`, `--expiry-warning-days`: what an operator watches.
+#[derive(Args, Debug)]
+pub struct OpsArgs {
+    /// Serve `GET /metrics` in Prometheus text format on this address (plain HTTP, no
+    /// authentication); off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Warn this many days before a client, server or CA certificate ends, or a CRL's
+    /// nextUpdate passes.
+    #[arg(long, value_name = "N", default_value_t = 14,
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub expiry_warning_days: u32,
+}
+
+impl OpsArgs {
+    /// The expiry warning window.
+    pub fn expiry_warning(&self) -> Duration {
+        Duration::from_secs(u64::from(self.expiry_warning_days) * 86_400)
+    }
+
+    /// With `--metrics-listen`: installs the Prometheus recorder and serves
+    /// `GET /metrics` on that address, in a task of its own.
+    pub async fn serve_metrics(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let Some(addr) = self.metrics_listen else {
+            return Ok(());
+        };
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("--metrics-listen: {e}"))?;
+        mtls_bound_token::telemetry::describe();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--metrics-listen {addr}: cannot listen: {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics served at /metrics");
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = Server::default().serve(listener, app).await {
+                tracing::warn!(%error, "the metrics server stopped");
+            }
+        });
+        Ok(())
     }
 }
 

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use cli::{LimitArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracing};
+use cli::{LimitArgs, OpsArgs, ProxyArgs, RevocationArgs, announce, exit_code, init_tracing};
 use mtls_bound_token::client_auth::{
     ClientAuthMethod, ClientAuthenticator, token_endpoint_tls_with_trust,
 };
@@ -69,6 +69,8 @@ struct Args {
     #[command(flatten)]
     revocation: RevocationArgs,
     #[command(flatten)]
+    ops: OpsArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -81,6 +83,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Handlers first: a SIGTERM right after "listening on" must be a graceful stop.
     let shutdown = shutdown_signal();
+    args.ops.serve_metrics().await?;
     let clients = load_clients(&args.clients)?;
     let mut authenticator = ClientAuthenticator::builder();
     if !args.revocation.crls.is_empty() && args.client_ca.is_none() {
@@ -113,7 +116,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         authenticator = authenticator.register(registration);
     }
     // A forwarded tls_client_auth certificate meets the CRLs in its chain validation.
-    if let Some(source) = args.proxy.certificate_source(None)? {
+    if let Some(source) = args
+        .proxy
+        .certificate_source(None, args.ops.expiry_warning())?
+    {
         authenticator = authenticator.certificate_source(source);
     }
     let authenticator = authenticator.build().map_err(|e| match &args.client_ca {
@@ -143,14 +149,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let tls = args.limits.tls(
         TlsServerConfig::builder()
             .certificate_chain_file(&args.tls_cert)
-            .private_key_file(&args.tls_key),
+            .private_key_file(&args.tls_key)
+            .expiry_warning(args.ops.expiry_warning()),
     );
     let tls = match trust {
         Some(trust) => token_endpoint_tls_with_trust(tls, trust)?,
         // Only self-signed clients can authenticate; the endpoint checks each one.
         None => tls.accept_any_client_certificate().build()?,
     };
-    let _reloading = Reloader::new().tls(&tls).spawn()?;
+    let _reloading = Reloader::new()
+        .tls(&tls)
+        .expiry_warning(args.ops.expiry_warning())
+        .spawn()?;
     let listener = TlsListener::bind(args.listen, tls)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

@@ -78,6 +78,7 @@ pub struct ProxyCertificate {
     max_len: usize,
     allow_expired: bool,
     revocation: Option<ClientTrust>,
+    expiry: crate::expiry::ClientExpiryWarnings,
     cache: Option<CertificateCache>,
 }
 
@@ -104,6 +105,7 @@ pub struct ProxyCertificateBuilder {
     max_len: usize,
     allow_expired: bool,
     revocation: Option<ClientTrust>,
+    expiry_warning: std::time::Duration,
     cache_capacity: usize,
 }
 
@@ -119,6 +121,7 @@ impl ProxyCertificate {
             max_len: DEFAULT_MAX_HEADER_LEN,
             allow_expired: false,
             revocation: None,
+            expiry_warning: crate::expiry::DEFAULT_EXPIRY_WARNING,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
@@ -191,6 +194,7 @@ impl ProxyCertificate {
         // and the CRLs can change under it.
         self.check_validity(&certificate)?;
         self.check_revocation(&certificate)?;
+        self.expiry.check(&certificate, "proxy");
         Ok(Some(certificate))
     }
 
@@ -333,6 +337,7 @@ impl ClientCertificateSource for ProxyCertificate {
             return self.certificate_in_headers(headers);
         }
         if headers.contains_key(&self.header) {
+            crate::telemetry::untrusted_proxy_header();
             tracing::debug!(
                 peer = %connection.remote_addr(),
                 header = %self.header,
@@ -450,6 +455,13 @@ impl ProxyCertificateBuilder {
         self
     }
 
+    /// A forwarded certificate within this time of its end is logged at WARN (subject,
+    /// thumbprint, days left), once per certificate per day; default 14 days.
+    pub fn expiry_warning(mut self, window: std::time::Duration) -> Self {
+        self.expiry_warning = window;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -508,6 +520,7 @@ impl ProxyCertificateBuilder {
             max_len: self.max_len,
             allow_expired: self.allow_expired,
             revocation: self.revocation,
+            expiry: crate::expiry::ClientExpiryWarnings::new(self.expiry_warning),
             cache: (self.cache_capacity > 0).then(|| {
                 let bytes = self.cache_capacity as u64 * CACHE_BYTES_PER_ENTRY;
                 quick_cache::sync::Cache::with_weighter(self.cache_capacity, bytes, CacheWeight)

@@ -15,6 +15,7 @@ use super::diagnostics::{Diagnosed, Expectation, WARNING_INTERVAL, Warnings};
 use super::facts::{CertificateFacts, unix_now, utc};
 use super::files;
 use super::verifier::{AnyCertificate, CaOrSelfSigned, TrustedClients};
+use crate::expiry::ClientExpiryWarnings;
 use crate::trust::ClientTrust;
 
 /// The default time a client has to complete its TLS handshake.
@@ -171,6 +172,7 @@ pub struct TlsServerConfigBuilder {
     handshake_timeout: Duration,
     max_handshakes: usize,
     max_handshakes_per_ip: usize,
+    expiry_warning: Duration,
 }
 
 impl std::fmt::Debug for TlsServerConfigBuilder {
@@ -316,6 +318,13 @@ impl TlsServerConfigBuilder {
         self
     }
 
+    /// A client certificate presented within this time of its end is logged at WARN
+    /// (subject, thumbprint, days left), once per certificate per day; default 14 days.
+    pub fn expiry_warning(mut self, window: Duration) -> Self {
+        self.expiry_warning = window;
+        self
+    }
+
     /// Handshakes in flight from one address (an IPv6 /64) at most; default 64. A
     /// connection beyond it is closed at once, so one address cannot take the slots of
     /// everyone else.
@@ -432,6 +441,7 @@ impl TlsServerConfigBuilder {
             certificate,
             certificate_inputs: Arc::new((chain_input, key_input)),
             trust: trust_used,
+            client_expiry: Arc::new(ClientExpiryWarnings::new(self.expiry_warning)),
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
             max_handshakes_per_ip: self.max_handshakes_per_ip,
@@ -545,6 +555,8 @@ pub struct TlsServerConfig {
     certificate_inputs: Arc<(Input, Input)>,
     /// The client trust the handshakes use, when there is one.
     trust: Option<ClientTrust>,
+    /// Warnings about client certificates close to their end.
+    pub(crate) client_expiry: Arc<ClientExpiryWarnings>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
     pub(crate) max_handshakes_per_ip: usize,
@@ -600,6 +612,7 @@ impl TlsServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
+            expiry_warning: crate::expiry::DEFAULT_EXPIRY_WARNING,
         }
     }
 
@@ -650,6 +663,24 @@ impl TlsServerConfig {
             files.extend(trust.files());
         }
         files
+    }
+
+    /// The server certificate's end, and the client trust's CAs and CRLs.
+    pub(crate) fn expiring(&self) -> Vec<crate::expiry::Expiring> {
+        let leaf = self.certificate.get().cert[0].clone();
+        let mut items: Vec<_> = CertificateFacts::of(&leaf)
+            .map(|facts| crate::expiry::Expiring {
+                kind: "server_certificate",
+                name: facts.subject,
+                thumbprint: Some(facts.thumbprint),
+                at: facts.not_after,
+            })
+            .into_iter()
+            .collect();
+        if let Some(trust) = &self.trust {
+            items.extend(trust.expiring());
+        }
+        items
     }
 
     /// The client trust the handshakes use, if any.

@@ -380,6 +380,7 @@ impl Diagnosed {
         mark_explained();
         let facts = CertificateFacts::of(end_entity);
         let explanation = explain(facts.as_ref(), error, &self.expectation, unix_now());
+        crate::telemetry::handshake_failure(explanation.cause);
         let Some(suppressed) = self.warnings.admit(explanation.cause) else {
             return;
         };
@@ -514,6 +515,7 @@ pub(crate) fn handshake_failed(
         )),
         _ => None,
     };
+    crate::telemetry::handshake_failure(explanation.as_ref().map_or("tls_error", |e| e.0));
     match explanation {
         Some((cause, message)) => {
             if let Some(suppressed) = warnings.admit(cause) {

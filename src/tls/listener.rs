@@ -110,6 +110,7 @@ async fn accept_loop(
         let place = match per_address.enter(AddressGroup::of(remote_addr.ip())) {
             Ok(place) => place,
             Err(_) => {
+                crate::telemetry::handshake_failure("over_limit_per_address");
                 tracing::debug!(%remote_addr, "handshakes from this address over the limit: closed");
                 continue;
             }
@@ -122,6 +123,7 @@ async fn accept_loop(
         let chains = config.chains.clone();
         let warnings = Arc::clone(&config.warnings);
         let requires_certificate = config.requires_certificate;
+        let client_expiry = Arc::clone(&config.client_expiry);
         tokio::spawn(async move {
             let handshake = diagnostics::for_peer(
                 remote_addr,
@@ -130,6 +132,7 @@ async fn accept_loop(
             let (handshake, explained) = tokio::select! {
                 done = handshake => done,
                 _ = shed => {
+                    crate::telemetry::handshake_failure("shed");
                     tracing::debug!(%remote_addr, "handshake shed: the oldest in flight when all slots were taken");
                     return;
                 }
@@ -152,6 +155,7 @@ async fn accept_loop(
                     return;
                 }
                 Err(_) => {
+                    crate::telemetry::handshake_failure("timeout");
                     tracing::debug!(%remote_addr, "TLS handshake timed out");
                     return;
                 }
@@ -160,6 +164,7 @@ async fn accept_loop(
                 Some(chain) if !chain.is_empty() => match PeerCertificate::read_lazily_chain(chain)
                 {
                     Ok(certificate) => {
+                        client_expiry.check(&certificate, "tls");
                         let certificate = Some(Arc::new(certificate));
                         if chains.validated(chain) {
                             ConnectionInfo::with_validated_certificate(remote_addr, certificate)

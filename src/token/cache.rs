@@ -167,11 +167,13 @@ impl CachingVerifier {
                 .is_some_and(|l| l.is_retired());
             if entry.until > now && !key_retired {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::token_cache(true);
                 return Ok(entry.claims);
             }
             self.cache.remove(&key);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::token_cache(false);
         let claims = self.inner.verify(token, request).await?;
         // Only what a key verified: claims from introspection (or a verifier of yours
         // that does not verify by key) follow their verifier's own caching, which knows

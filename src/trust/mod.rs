@@ -314,6 +314,35 @@ impl ClientTrust {
         }
     }
 
+    /// The CAs' ends and the CRLs' `nextUpdate`s, as they are now.
+    pub(crate) fn expiring(&self) -> Vec<crate::expiry::Expiring> {
+        let material = self.current();
+        let mut items = Vec::new();
+        if let Some(bundle) = &material.ca {
+            for der in &bundle.certificates {
+                if let Some(facts) = crate::tls::CertificateFacts::of(der) {
+                    items.push(crate::expiry::Expiring {
+                        kind: "client_ca",
+                        name: facts.subject,
+                        thumbprint: Some(facts.thumbprint),
+                        at: facts.not_after,
+                    });
+                }
+            }
+        }
+        for crl in &material.crls {
+            if let Some(at) = crl.next_update {
+                items.push(crate::expiry::Expiring {
+                    kind: "crl_next_update",
+                    name: crl.issuer_text.clone(),
+                    thumbprint: None,
+                    at,
+                });
+            }
+        }
+        items
+    }
+
     /// The CA subjects a server names in its certificate request, as they are now.
     pub(crate) fn root_hints(&self) -> Vec<DistinguishedName> {
         self.current()

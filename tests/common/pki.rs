@@ -39,6 +39,8 @@ pub struct Subject {
     pub ip: Vec<IpAddr>,
     pub email: Vec<String>,
     pub expired: bool,
+    /// Valid from yesterday until this many days from today (midnight UTC).
+    pub ends_in_days: Option<i64>,
 }
 
 impl Subject {
@@ -231,7 +233,27 @@ fn client_params(subject: &Subject) -> CertificateParams {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
     }
+    if let Some(days) = subject.ends_in_days {
+        let (y, m, d) = date_from_today(-1);
+        params.not_before = rcgen::date_time_ymd(y, m, d);
+        let (y, m, d) = date_from_today(days);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+    }
     params
+}
+
+/// The date (UTC) `days` from today: the civil calendar from a day count.
+pub fn date_from_today(days: i64) -> (i32, u8, u8) {
+    let z = now().div_euclid(86_400) + days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month as u8, day as u8)
 }
 
 /// RFC 8705 `x5t#S256`: base64url (no padding) of SHA-256 over the DER.
@@ -398,5 +420,6 @@ pub fn a_subject() -> Subject {
         ip: vec!["10.1.2.3".parse().unwrap(), "2001:db8::10".parse().unwrap()],
         email: vec!["a@example.org".into()],
         expired: false,
+        ends_in_days: None,
     }
 }
