@@ -25,6 +25,11 @@ pub(crate) fn unix(time: SystemTime) -> i64 {
     }
 }
 
+/// Formats `time` as the logs write times: `2030-01-10 00:00:00 UTC`.
+pub fn format_utc(time: SystemTime) -> String {
+    crate::tls::utc(unix(time))
+}
+
 /// Whole days from `now` to `not_after`, rounded down (negative once past).
 fn days_left(not_after: i64, now: i64) -> i64 {
     (not_after - now).div_euclid(DAY)

@@ -315,7 +315,10 @@ fn the_loaded_material_is_warned_about_within_the_window() {
     let tls = files.tls();
     let reloader = Reloader::new().tls(&tls);
     assert_eq!(
-        reloader.clone().expiry_warning(Duration::ZERO).check_expiry(),
+        reloader
+            .clone()
+            .expiry_warning(Duration::ZERO)
+            .check_expiry(),
         1,
         "the stale CRL only"
     );

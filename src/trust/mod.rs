@@ -145,6 +145,17 @@ impl Material {
     }
 }
 
+/// Why [`ClientTrust::check_client_chain`] refused a chain: a short cause (as in the
+/// handshake-failure metric) and the sentence with the fix (as in the server's log).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ChainRefusal {
+    /// `unknown_ca`, `expired`, `revoked`, `revocation_unknown`, …
+    pub cause: &'static str,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
 /// The trusted client CAs, the CRLs and the revocation policy: built once, shared by the
 /// TLS listener ([`TlsServerConfigBuilder::client_trust`](crate::tls::TlsServerConfigBuilder::client_trust)),
 /// the token endpoint ([`ClientAuthenticatorBuilder::client_trust`](crate::client_auth::ClientAuthenticatorBuilder::client_trust))
@@ -296,6 +307,37 @@ impl ClientTrust {
         }
         certificate.der().map_or(RevocationStatus::Unknown, |der| {
             crl::status_now(&material.crls, der)
+        })
+    }
+
+    /// Validates a client certificate chain (leaf first) now, as a handshake would, CRLs
+    /// included; a refusal comes with the explanation the server logs for it. For
+    /// tools (see the `cert_check` example) and tests: the listener and the token
+    /// endpoint call this themselves.
+    ///
+    /// # Errors
+    /// [`ChainRefusal`] saying why, and what to do about it.
+    pub fn check_client_chain(&self, chain: &[CertificateDer<'_>]) -> Result<(), ChainRefusal> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(ChainRefusal {
+                cause: "no_certificate",
+                message: "no certificate was given".into(),
+            });
+        };
+        let error = match self.verify_chain(leaf, intermediates, UnixTime::now()) {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let facts = crate::tls::CertificateFacts::of(leaf);
+        let explanation = crate::tls::explain(
+            facts.as_ref(),
+            &error,
+            &self.current().expectation(),
+            crate::tls::unix_now(),
+        );
+        Err(ChainRefusal {
+            cause: explanation.cause,
+            message: explanation.message,
         })
     }
 
