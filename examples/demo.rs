@@ -353,7 +353,9 @@ async fn start_token_service(
     let dir = tempfile::tempdir()?;
     let clients_file = dir.path().join("clients.toml");
     std::fs::write(&clients_file, CLIENTS_TOML)?;
-    let clients = load_clients(&clients_file)?;
+    // No client of the demo is registered by jwks_uri: nothing is fetched.
+    let fetcher = mtls_bound_token::remote::AuthServerClient::builder().build()?;
+    let clients = load_clients(&clients_file, &fetcher).await?;
 
     let mut authenticator = ClientAuthenticator::builder().client_ca_pem(ca.cert_pem.clone());
     for registration in clients.registrations {

@@ -410,20 +410,6 @@ fn proxy_mode_over_plain_http_and_over_mtls() {
     );
 }
 
-/// Serves `app` on `listener` from a thread of its own, for the rest of the test process.
-fn serve_on_a_thread(listener: std::net::TcpListener, app: axum::Router) {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-}
-
 /// A plain-HTTP authorization server on loopback serving fixed documents by path, for
 /// the rest of the test process.
 fn serve_documents(docs: impl FnOnce(&str) -> Vec<(String, String)>) -> String {

@@ -1170,6 +1170,74 @@ fn a_crl_revokes_tls_client_auth_certificates_and_leaves_self_signed_clients_alo
 }
 
 #[test]
+fn a_self_signed_client_registered_by_jwks_uri_rotates_by_publishing() {
+    let setup = Setup::new();
+    // The client's JWKS, served over plain HTTP on loopback; the test changes it.
+    let published = Arc::new(std::sync::Mutex::new(pki::x5c_jwks(&[&setup.s1])));
+    let served = Arc::clone(&published);
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let served = Arc::clone(&served);
+            async move { served.lock().unwrap().clone() }
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let jwks_uri = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    serve_on_a_thread(listener, app);
+    let clients = write(
+        setup.dir.path(),
+        "by-uri.toml",
+        &format!(
+            "[[client]]\nclient_id = \"client-u\"\nauth = \"self_signed_tls_client_auth\"\n\
+             jwks_uri = \"{jwks_uri}\"\nscopes = [\"read\"]\n"
+        ),
+    );
+    let mut args = setup.base_args();
+    args.extend(["--clients", s(&clients), "--allow-http-jwks-uri"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let service = start(binary("token_service"), &args);
+    // It fetched the JWKS before it printed its listening line.
+    let started = std::time::Instant::now();
+
+    let s1 = setup.curl_token(&service, "s1", &form("client-u", &[]));
+    assert_eq!(s1.status, 200, "{}", s1.body);
+    let (_, claims) = jwt_parts(s1.json()["access_token"].as_str().unwrap());
+    assert_eq!(claims["cnf"]["x5t#S256"], setup.s1.thumbprint.as_str());
+    let s2 = setup.curl_token(&service, "s2", &form("client-u", &[]));
+    assert_oauth_error("not published", &s2, 401, "invalid_client");
+
+    // The client rotates: it publishes s2 in place of s1. The next request with s2
+    // after the refetch interval (10 s since the last fetch) fetches the new set.
+    *published.lock().unwrap() = pki::x5c_jwks(&[&setup.s2]);
+    let interval = Duration::from_millis(10_500);
+    std::thread::sleep(interval.saturating_sub(started.elapsed()));
+    let s2 = setup.curl_token(&service, "s2", &form("client-u", &[]));
+    assert_eq!(s2.status, 200, "{}", s2.body);
+    let s1 = setup.curl_token(&service, "s1", &form("client-u", &[]));
+    assert_oauth_error("no longer published", &s1, 401, "invalid_client");
+
+    // A jwks_uri that does not answer stops start-up, naming it.
+    let dead = write(
+        setup.dir.path(),
+        "dead.toml",
+        "[[client]]\nclient_id = \"client-d\"\nauth = \"self_signed_tls_client_auth\"\n\
+         jwks_uri = \"http://127.0.0.1:9/jwks.json\"\n",
+    );
+    let mut args = setup.base_args();
+    args.extend(["--clients", s(&dead), "--allow-http-jwks-uri"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_to_end(binary("token_service"), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("client-d") && stderr.contains("http://127.0.0.1:9/jwks.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn configuration_errors_stop_start_up_with_a_message() {
     let setup = Setup::new();
     let p = setup.dir.path();

@@ -25,6 +25,7 @@ use mtls_bound_token::client_auth::{
     ClientAuthMethod, ClientAuthenticator, token_endpoint_tls_with_trust,
 };
 use mtls_bound_token::reload::Reloader;
+use mtls_bound_token::remote::AuthServerClient;
 use mtls_bound_token::tls::{TlsListener, TlsServerConfig, shutdown_signal};
 use service::{Settings, Signer, TokenService, load_clients};
 
@@ -54,6 +55,13 @@ struct Args {
     /// Registered clients (TOML).
     #[arg(long)]
     clients: PathBuf,
+    /// CA bundle (PEM or DER) that clients' https `jwks_uri`s are verified with
+    /// (default: the system's roots).
+    #[arg(long, value_name = "PEM")]
+    jwks_uri_ca: Option<PathBuf>,
+    /// Permit plain-http `jwks_uri`s on loopback addresses (tests only).
+    #[arg(long)]
+    allow_http_jwks_uri: bool,
     /// EC P-256 private key for ES256 (PEM); generated at start when absent.
     #[arg(long)]
     signing_key: Option<PathBuf>,
@@ -84,7 +92,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Handlers first: a SIGTERM right after "listening on" must be a graceful stop.
     let shutdown = shutdown_signal();
     args.ops.serve_metrics().await?;
-    let clients = load_clients(&args.clients)?;
+    let mut fetcher = AuthServerClient::builder();
+    if args.allow_http_jwks_uri {
+        fetcher = fetcher.allow_http_for_loopback_and_tests();
+    }
+    if let Some(ca) = &args.jwks_uri_ca {
+        fetcher = fetcher.ca_file(ca);
+    }
+    let clients = load_clients(&args.clients, &fetcher.build()?).await?;
     let mut authenticator = ClientAuthenticator::builder();
     if !args.revocation.crls.is_empty() && args.client_ca.is_none() {
         return Err(

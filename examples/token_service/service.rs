@@ -26,8 +26,10 @@ use mtls_bound_token::AddressGroup;
 use mtls_bound_token::ConnectionInfo;
 use mtls_bound_token::cert::DistinguishedName;
 use mtls_bound_token::client_auth::{
-    ClientAuthError, ClientAuthenticator, ClientRegistration, ExpectedIdentity, TlsClient,
+    ClientAuthError, ClientAuthenticator, ClientJwks, ClientRegistration, ExpectedIdentity,
+    TlsClient,
 };
+use mtls_bound_token::remote::AuthServerClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -136,14 +138,16 @@ struct ClientEntry {
     san_ip: Option<String>,
     san_email: Option<String>,
     jwks: Option<String>,
+    jwks_uri: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
     grant_types: Option<Vec<String>>,
     resources: Option<Vec<String>>,
 }
 
-/// Reads the clients file (TOML). Every problem names the client and what to fix.
-pub fn load_clients(path: &Path) -> Result<Clients, String> {
+/// Reads the clients file (TOML), fetching the `jwks_uri` of clients registered by one
+/// with `fetcher`. Every problem names the client and what to fix.
+pub async fn load_clients(path: &Path, fetcher: &AuthServerClient) -> Result<Clients, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read clients file {}: {e}", path.display()))?;
     let file: ClientsFile =
@@ -161,7 +165,8 @@ pub fn load_clients(path: &Path) -> Result<Clients, String> {
     };
     for entry in file.client {
         let id = entry.client_id.clone();
-        let registration = registration(&entry, base)
+        let registration = registration(&entry, base, fetcher)
+            .await
             .map_err(|e| format!("clients file {}: client {id:?}: {e}", path.display()))?;
         let policy = ClientPolicy {
             grant_types: entry
@@ -182,7 +187,11 @@ pub fn load_clients(path: &Path) -> Result<Clients, String> {
     Ok(clients)
 }
 
-fn registration(entry: &ClientEntry, base: &Path) -> Result<ClientRegistration, String> {
+async fn registration(
+    entry: &ClientEntry,
+    base: &Path,
+    fetcher: &AuthServerClient,
+) -> Result<ClientRegistration, String> {
     let values = [
         ("subject_dn", &entry.subject_dn),
         ("san_dns", &entry.san_dns),
@@ -193,8 +202,8 @@ fn registration(entry: &ClientEntry, base: &Path) -> Result<ClientRegistration, 
     let given: Vec<_> = values.iter().filter(|(_, v)| v.is_some()).collect();
     match entry.auth.as_str() {
         "tls_client_auth" => {
-            if entry.jwks.is_some() {
-                return Err("jwks is for self_signed_tls_client_auth; tls_client_auth takes one of subject_dn, san_dns, san_uri, san_ip, san_email".into());
+            if entry.jwks.is_some() || entry.jwks_uri.is_some() {
+                return Err("jwks and jwks_uri are for self_signed_tls_client_auth; tls_client_auth takes one of subject_dn, san_dns, san_uri, san_ip, san_email".into());
             }
             let [(name, Some(value))] = given.as_slice() else {
                 return Err(format!(
@@ -225,13 +234,30 @@ fn registration(entry: &ClientEntry, base: &Path) -> Result<ClientRegistration, 
         "self_signed_tls_client_auth" => {
             if !given.is_empty() {
                 return Err(
-                    "self_signed_tls_client_auth takes jwks only, not a subject or SAN".into(),
+                    "self_signed_tls_client_auth takes jwks or jwks_uri, not a subject or SAN"
+                        .into(),
                 );
             }
-            let jwks = entry
-                .jwks
-                .as_ref()
-                .ok_or("self_signed_tls_client_auth needs jwks = \"file\"")?;
+            let jwks = match (&entry.jwks, &entry.jwks_uri) {
+                (Some(_), Some(_)) => {
+                    return Err("give jwks or jwks_uri, not both".into());
+                }
+                (None, Some(uri)) => {
+                    let jwks = ClientJwks::fetch(uri.clone(), fetcher.clone())
+                        .await
+                        .map_err(|e| format!("jwks_uri: {e}"))?;
+                    return Ok(ClientRegistration::self_signed_tls_client_auth_jwks_uri(
+                        &entry.client_id,
+                        jwks,
+                    ));
+                }
+                (Some(jwks), None) => jwks,
+                (None, None) => {
+                    return Err("self_signed_tls_client_auth needs jwks = \"file\" or \
+                                jwks_uri = \"https://...\""
+                        .into());
+                }
+            };
             let jwks_path = base.join(jwks);
             let bytes = std::fs::read(&jwks_path)
                 .map_err(|e| format!("cannot read jwks {}: {e}", jwks_path.display()))?;
@@ -509,7 +535,7 @@ async fn token(
             "client_id is required",
         );
     };
-    let client = match client.authenticate(client_id) {
+    let client = match client.authenticate_fresh(client_id).await {
         Ok(client) => client,
         Err(error) => return limits.failed(group, error),
     };

@@ -148,7 +148,8 @@ impl ClientAuthenticator {
                     return Err(self.mismatch(client_id, identity, &certificate));
                 }
             }
-            ClientAuthMethod::SelfSignedTlsClientAuth(_) => {
+            ClientAuthMethod::SelfSignedTlsClientAuth(_)
+            | ClientAuthMethod::SelfSignedTlsClientAuthByUri(_) => {
                 if !registration.is_registered_certificate(&certificate) {
                     return Err(refuse(
                         "the client certificate is not one the client registered",
@@ -165,6 +166,26 @@ impl ClientAuthenticator {
             registration: registration.clone(),
             certificate,
         })
+    }
+
+    /// [`authenticate`](Self::authenticate), after fetching the `jwks_uri` of a client
+    /// registered by one when `certificate` is not in its set (or the set is no longer
+    /// fresh), at most once per [`DEFAULT_CLIENT_JWKS_REFETCH`](super::DEFAULT_CLIENT_JWKS_REFETCH):
+    /// a client that publishes a new certificate can use it at once.
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate).
+    pub async fn authenticate_fresh(
+        &self,
+        client_id: &str,
+        certificate: Option<Arc<PeerCertificate>>,
+    ) -> Result<AuthenticatedClient, ClientAuthError> {
+        if let (Some(registration), Some(certificate)) = (self.clients.get(client_id), &certificate)
+            && let ClientAuthMethod::SelfSignedTlsClientAuthByUri(jwks) = registration.method()
+        {
+            jwks.refresh_for(certificate).await;
+        }
+        self.authenticate(client_id, certificate)
     }
 
     /// Chain validation is the endpoint's own, whatever the TLS layer or a proxy did.
@@ -397,6 +418,20 @@ impl TlsClient {
     pub fn authenticate(&self, client_id: &str) -> Result<AuthenticatedClient, ClientAuthError> {
         self.authenticator
             .authenticate(client_id, self.certificate.clone())
+    }
+
+    /// [`ClientAuthenticator::authenticate_fresh`] with this request's certificate: use
+    /// it when clients are registered by `jwks_uri`.
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate).
+    pub async fn authenticate_fresh(
+        &self,
+        client_id: &str,
+    ) -> Result<AuthenticatedClient, ClientAuthError> {
+        self.authenticator
+            .authenticate_fresh(client_id, self.certificate.clone())
+            .await
     }
 
     /// The certificate of the request, before any client is authenticated.

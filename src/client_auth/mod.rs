@@ -38,12 +38,14 @@
 //! ```
 
 mod authenticator;
+mod jwks_uri;
 mod registration;
 
 pub use authenticator::{
     AuthenticatedClient, ClientAuthConfigError, ClientAuthError, ClientAuthenticator,
     ClientAuthenticatorBuilder, TlsClient,
 };
+pub use jwks_uri::{ClientJwks, DEFAULT_CLIENT_JWKS_MAX_STALENESS, DEFAULT_CLIENT_JWKS_REFETCH};
 pub use registration::{ClientAuthMethod, ClientRegistration, ExpectedIdentity, RegistrationError};
 
 use crate::tls::{TlsConfigError, TlsServerConfig, TlsServerConfigBuilder};

@@ -63,6 +63,9 @@ pub enum ClientAuthMethod {
     /// `self_signed_tls_client_auth`: one of these certificates (SHA-256 of their DER,
     /// from the client's JWKS `x5c`), with no chain validation.
     SelfSignedTlsClientAuth(Vec<[u8; 32]>),
+    /// `self_signed_tls_client_auth` with a `jwks_uri`: one of the certificates the
+    /// client publishes there now, with no chain validation.
+    SelfSignedTlsClientAuthByUri(super::ClientJwks),
 }
 
 /// The key type of a certificate's public key, as a JWK names it: `kty`, and `crv` for
@@ -238,43 +241,28 @@ impl ClientRegistration {
         client_id: impl Into<String>,
         jwks: &[u8],
     ) -> Result<Self, RegistrationError> {
-        let doc: Value = serde_json::from_slice(jwks)
-            .map_err(|e| RegistrationError(format!("the JWKS is not valid JSON: {e}")))?;
-        let keys = doc
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| RegistrationError("the JWKS has no \"keys\" array".into()))?;
-        let mut certificates = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            let Some(first) = key
-                .get("x5c")
-                .and_then(Value::as_array)
-                .and_then(|c| c.first())
-            else {
-                continue;
-            };
-            let der = first
-                .as_str()
-                .and_then(|b64| STANDARD.decode(b64).ok())
-                .ok_or_else(|| {
-                    RegistrationError(format!("JWKS key #{i}: x5c[0] is not base64 DER"))
-                })?;
-            PeerCertificate::from_der(&der)
-                .map_err(|e| RegistrationError(format!("JWKS key #{i}: x5c[0]: {e}")))?;
-            jwk_fits_certificate(key, &der)
-                .map_err(|e| RegistrationError(format!("JWKS key #{i}: {e}")))?;
-            certificates.push(crate::crypto::sha256(&der));
-        }
-        if certificates.is_empty() {
-            return Err(RegistrationError(
-                "the JWKS has no key with an x5c certificate".into(),
-            ));
-        }
+        let certificates = x5c_thumbprints(jwks)?;
         Ok(Self {
             client_id: client_id.into(),
             method: ClientAuthMethod::SelfSignedTlsClientAuth(certificates),
             scopes: Vec::new(),
         })
+    }
+
+    /// A `self_signed_tls_client_auth` client that publishes its certificates at a
+    /// `jwks_uri`: each key's `x5c[0]` there, checked as
+    /// [`self_signed_tls_client_auth`](Self::self_signed_tls_client_auth) checks them, is
+    /// one it may present; the set is kept fresh as [`ClientJwks`](super::ClientJwks)
+    /// says, so the client rotates its certificate by publishing the new one.
+    pub fn self_signed_tls_client_auth_jwks_uri(
+        client_id: impl Into<String>,
+        jwks: super::ClientJwks,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            method: ClientAuthMethod::SelfSignedTlsClientAuthByUri(jwks),
+            scopes: Vec::new(),
+        }
     }
 
     /// The scopes this client may be issued.
@@ -305,16 +293,59 @@ impl ClientRegistration {
     /// For `self_signed_tls_client_auth`: whether `certificate` is a registered one
     /// (constant-time over every registered certificate).
     pub(crate) fn is_registered_certificate(&self, certificate: &PeerCertificate) -> bool {
-        let ClientAuthMethod::SelfSignedTlsClientAuth(registered) = &self.method else {
-            return false;
-        };
-        let found = registered
-            .iter()
-            .fold(subtle::Choice::from(0), |found, hash| {
-                found | hash.ct_eq(certificate.thumbprint_bytes())
-            });
-        bool::from(found)
+        match &self.method {
+            ClientAuthMethod::SelfSignedTlsClientAuth(registered) => holds(registered, certificate),
+            ClientAuthMethod::SelfSignedTlsClientAuthByUri(jwks) => {
+                holds(&jwks.thumbprints(), certificate)
+            }
+            ClientAuthMethod::TlsClientAuth(_) => false,
+        }
     }
+}
+
+/// Whether `certificate` is one of `registered` (constant-time over all of them).
+pub(crate) fn holds(registered: &[[u8; 32]], certificate: &PeerCertificate) -> bool {
+    let found = registered
+        .iter()
+        .fold(subtle::Choice::from(0), |found, hash| {
+            found | hash.ct_eq(certificate.thumbprint_bytes())
+        });
+    bool::from(found)
+}
+
+/// The SHA-256 of each key's `x5c[0]` in the JWKS `jwks`, each checked against its JWK.
+pub(crate) fn x5c_thumbprints(jwks: &[u8]) -> Result<Vec<[u8; 32]>, RegistrationError> {
+    let doc: Value = serde_json::from_slice(jwks)
+        .map_err(|e| RegistrationError(format!("the JWKS is not valid JSON: {e}")))?;
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RegistrationError("the JWKS has no \"keys\" array".into()))?;
+    let mut certificates = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let Some(first) = key
+            .get("x5c")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+        else {
+            continue;
+        };
+        let der = first
+            .as_str()
+            .and_then(|b64| STANDARD.decode(b64).ok())
+            .ok_or_else(|| RegistrationError(format!("JWKS key #{i}: x5c[0] is not base64 DER")))?;
+        PeerCertificate::from_der(&der)
+            .map_err(|e| RegistrationError(format!("JWKS key #{i}: x5c[0]: {e}")))?;
+        jwk_fits_certificate(key, &der)
+            .map_err(|e| RegistrationError(format!("JWKS key #{i}: {e}")))?;
+        certificates.push(crate::crypto::sha256(&der));
+    }
+    if certificates.is_empty() {
+        return Err(RegistrationError(
+            "the JWKS has no key with an x5c certificate".into(),
+        ));
+    }
+    Ok(certificates)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub use introspection::{
     DEFAULT_MAX_CONCURRENT_INTROSPECTIONS, DEFAULT_MAX_INTROSPECTIONS_PER_SECOND,
     IntrospectionVerifier, IntrospectionVerifierBuilder,
 };
+pub(crate) use jwks::{DEFAULT_MAX_AGE, DEFAULT_MAX_MAX_AGE, DEFAULT_MIN_MAX_AGE, max_age};
 pub use jwks::{RemoteJwks, RemoteJwksBuilder, RemoteJwksStats};
 
 /// Why talking to an authorization server failed, or why its configuration cannot be

@@ -408,3 +408,17 @@ impl LogLines {
         self.lines.lock().unwrap().join("\n")
     }
 }
+
+/// Serves `app` on `listener` from a thread of its own, for the rest of the test process.
+pub fn serve_on_a_thread(listener: std::net::TcpListener, app: axum::Router) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+}
