@@ -140,3 +140,18 @@ pub fn certificates(data: &[u8]) {
     let _ = server().private_key_pem(data.to_vec()).build();
     let _ = server().client_ca_pem(data.to_vec()).build();
 }
+
+/// A CRL file (PEM blocks or DER): read or refused with a reason, never a panic; a file
+/// that reads holds at least one CRL.
+pub fn crl(data: &[u8]) {
+    match mtls_bound_token::trust::ClientTrust::builder()
+        .crl(data.to_vec())
+        .build()
+    {
+        Ok(trust) => {
+            assert!(trust.crl_count() >= 1, "a CRL file that holds no CRL was read");
+            assert!(!trust.validates_chains(), "CRLs alone validate no chain");
+        }
+        Err(error) => assert!(!error.to_string().is_empty()),
+    }
+}
