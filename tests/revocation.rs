@@ -427,3 +427,61 @@ fn the_token_endpoint_refuses_a_revoked_tls_client_auth_certificate() {
         "{both}"
     );
 }
+
+/// One request over a new connection made with `config` (which keeps its sessions).
+async fn status_with(
+    server: &TestServer,
+    config: &Arc<rustls::ClientConfig>,
+    token: &str,
+) -> Result<(StatusCode, bool), String> {
+    use hyper_util::rt::TokioIo;
+    let stream = connect(server.addr, Arc::clone(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(TokioIo::new(stream))
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get_request("/whoami", &[("authorization", &bearer(token))]))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((response.status(), resumed))
+}
+
+#[tokio::test]
+async fn a_resumed_session_is_judged_by_the_trust_as_it_is_now() {
+    let world = World::new();
+    let trust = ClientTrust::builder()
+        .ca_pem(world.ca.cert_pem.clone())
+        .build()
+        .unwrap();
+    let server = serve_tls(app(world.layer()), tls_with(&world, trust.clone())).await;
+    let config = client_config(&world.ca, leaf_identity(&world.a), &[]);
+    let token = world.token_for_a("read");
+    assert_eq!(
+        status_with(&server, &config, &token).await.unwrap(),
+        (StatusCode::OK, false)
+    );
+    // The session resumes, and is accepted while the trust accepts the certificate.
+    assert_eq!(
+        status_with(&server, &config, &token).await.unwrap(),
+        (StatusCode::OK, true)
+    );
+    trust.replace_with(
+        &ClientTrust::builder()
+            .ca_pem(world.ca.cert_pem.clone())
+            .crl(world.ca.crl(&[&world.a.cert_der], false))
+            .build()
+            .unwrap(),
+    );
+    let resumed = status_with(&server, &config, &token).await;
+    assert!(
+        resumed.is_err(),
+        "a resumed session of a revoked client: {resumed:?}"
+    );
+}

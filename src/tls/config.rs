@@ -425,7 +425,8 @@ impl TlsServerConfigBuilder {
             "TLS: server certificate and client certificate policy"
         );
         let warnings = Warnings::new(WARNING_INTERVAL);
-        let verifier = Diagnosed::new(verifier, expectation, Arc::clone(&warnings));
+        let verifier: Arc<dyn ClientCertVerifier> =
+            Diagnosed::new(verifier, expectation, Arc::clone(&warnings));
 
         let certificate = Arc::new(ServerCertificate {
             current: RwLock::new(Arc::new(certified)),
@@ -433,7 +434,7 @@ impl TlsServerConfigBuilder {
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(Arc::clone(&verifier))
             .with_cert_resolver(Arc::clone(&certificate) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsServerConfig {
@@ -442,6 +443,7 @@ impl TlsServerConfigBuilder {
             certificate_inputs: Arc::new((chain_input, key_input)),
             trust: trust_used,
             client_expiry: Arc::new(ClientExpiryWarnings::new(self.expiry_warning)),
+            verifier,
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
             max_handshakes_per_ip: self.max_handshakes_per_ip,
@@ -557,6 +559,9 @@ pub struct TlsServerConfig {
     trust: Option<ClientTrust>,
     /// Warnings about client certificates close to their end.
     pub(crate) client_expiry: Arc<ClientExpiryWarnings>,
+    /// The handshake's verifier, for resumed sessions: rustls does not call it for
+    /// them, and the trust may have changed since the session began.
+    pub(crate) verifier: Arc<dyn ClientCertVerifier>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
     pub(crate) max_handshakes_per_ip: usize,

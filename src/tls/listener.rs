@@ -124,6 +124,7 @@ async fn accept_loop(
         let warnings = Arc::clone(&config.warnings);
         let requires_certificate = config.requires_certificate;
         let client_expiry = Arc::clone(&config.client_expiry);
+        let verifier = Arc::clone(&config.verifier);
         tokio::spawn(async move {
             let handshake = diagnostics::for_peer(
                 remote_addr,
@@ -160,6 +161,28 @@ async fn accept_loop(
                     return;
                 }
             };
+            // A resumed session skipped the verifier: what it accepted then, the trust
+            // (its CRLs, its CAs) may refuse now.
+            if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+                && let Some((leaf, intermediates)) = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.split_first())
+            {
+                let (verified, _) = diagnostics::for_peer(remote_addr, async {
+                    verifier.verify_client_cert(
+                        leaf,
+                        intermediates,
+                        rustls::pki_types::UnixTime::now(),
+                    )
+                })
+                .await;
+                if verified.is_err() {
+                    tracing::debug!(%remote_addr, "resumed session refused: its client certificate is not accepted now");
+                    return;
+                }
+            }
             let info = match stream.get_ref().1.peer_certificates() {
                 Some(chain) if !chain.is_empty() => match PeerCertificate::read_lazily_chain(chain)
                 {
