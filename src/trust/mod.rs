@@ -113,6 +113,10 @@ pub(crate) struct Material {
     expired: ExpiredCrl,
     /// Chain validation (with the CRLs): webpki over the bundle, or the user's own.
     pub(crate) verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// How it was built, for [`ClientTrust::reload`]: it travels with the material, so
+    /// that a reload after [`ClientTrust::replace_with`] reads what replaced it. `None`
+    /// for a verifier of the user's own.
+    recipe: Option<ClientTrustBuilder>,
 }
 
 impl Material {
@@ -171,9 +175,6 @@ pub struct ClientTrust {
 
 struct Shared {
     material: RwLock<Arc<Material>>,
-    /// How it was built, for [`ClientTrust::reload`]; `None` for a verifier of the
-    /// user's own.
-    recipe: Option<ClientTrustBuilder>,
 }
 
 impl std::fmt::Debug for ClientTrust {
@@ -210,8 +211,8 @@ impl ClientTrust {
     /// here and pass.
     pub fn from_client_cert_verifier(verifier: Arc<dyn ClientCertVerifier>) -> Self {
         Self::from_material(
-            None,
             Material {
+                recipe: None,
                 ca: None,
                 crls: Vec::new(),
                 unknown: UnknownRevocation::Allow,
@@ -221,11 +222,10 @@ impl ClientTrust {
         )
     }
 
-    fn from_material(recipe: Option<ClientTrustBuilder>, material: Material) -> Self {
+    fn from_material(material: Material) -> Self {
         Self {
             shared: Arc::new(Shared {
                 material: RwLock::new(Arc::new(material)),
-                recipe,
             }),
         }
     }
@@ -249,17 +249,17 @@ impl ClientTrust {
     pub(crate) fn prepare_reload(
         &self,
     ) -> Result<Box<dyn FnOnce() + Send + 'static>, TlsConfigError> {
-        let Some(recipe) = &self.shared.recipe else {
+        let Some(recipe) = self.current().recipe.clone() else {
             return Ok(Box::new(|| {}));
         };
-        let next = recipe.clone().build()?;
+        let next = recipe.build()?;
         let this = self.clone();
         Ok(Box::new(move || this.replace_with(&next)))
     }
 
     /// The files it reads (CA bundle and CRLs), for watching.
     pub(crate) fn files(&self) -> Vec<PathBuf> {
-        self.shared.recipe.as_ref().map_or_else(Vec::new, |recipe| {
+        self.current().recipe.as_ref().map_or_else(Vec::new, |recipe| {
             recipe
                 .ca
                 .iter()
@@ -527,8 +527,8 @@ impl ClientTrustBuilder {
             None => None,
         };
         Ok(ClientTrust::from_material(
-            Some(recipe),
             Material {
+                recipe: Some(recipe),
                 ca,
                 crls,
                 unknown: self.unknown,
