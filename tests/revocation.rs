@@ -189,6 +189,12 @@ async fn replacing_the_trust_reaches_new_handshakes_at_once() {
         "a is revoked now"
     );
     assert!(admitted(&server, &world, &world.b).await, "b is not");
+    // A reload reads what replaced the material, not what the trust was built from.
+    trust.reload().unwrap();
+    assert_eq!(
+        trust.revocation_status(&peer(&world.a)),
+        RevocationStatus::Revoked
+    );
 }
 
 fn peer(leaf: &Leaf) -> PeerCertificate {
