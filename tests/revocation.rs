@@ -491,3 +491,69 @@ async fn a_resumed_session_is_judged_by_the_trust_as_it_is_now() {
         "a resumed session of a revoked client: {resumed:?}"
     );
 }
+
+#[tokio::test]
+async fn of_two_crls_of_one_issuer_the_newer_counts_in_either_order() {
+    let world = World::new();
+    let old = world.ca.crl_with(&[], false, 2020, None);
+    let new = world.ca.crl_with(&[&world.a.cert_der], false, 2022, None);
+    for (case, first, second) in [("old, new", &old, &new), ("new, old", &new, &old)] {
+        let trust = ClientTrust::builder()
+            .ca_pem(world.ca.cert_pem.clone())
+            .crl(first.clone())
+            .crl(second.clone())
+            .build()
+            .unwrap();
+        assert_eq!(trust.crl_count(), 1, "{case}");
+        assert_eq!(
+            trust.revocation_status(&peer(&world.a)),
+            RevocationStatus::Revoked,
+            "{case}"
+        );
+        let server = serve_tls(app(world.layer()), tls_with(&world, trust)).await;
+        assert!(
+            !admitted(&server, &world, &world.a).await,
+            "{case}: a is revoked"
+        );
+        assert!(
+            admitted(&server, &world, &world.b).await,
+            "{case}: b is not"
+        );
+    }
+}
+
+#[test]
+fn a_ca_of_the_bundle_that_a_crl_revokes_stops_the_build() {
+    let world = World::new();
+    let intermediate = world.ca.intermediate("Issuing CA");
+    let error = ClientTrust::builder()
+        .ca_pem(format!("{}{}", world.ca.cert_pem, intermediate.cert_pem))
+        .crl(world.ca.crl(&[&intermediate.cert_der], false))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("certificate 2 (CN=Issuing CA) is revoked"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_partial_crl_revokes_what_it_lists_and_vouches_for_nothing_else() {
+    let world = World::new();
+    let partial = world.ca.crl_with(
+        &[&world.b.cert_der],
+        false,
+        2020,
+        Some("http://crl.example/part1.crl"),
+    );
+    let trust = ClientTrust::builder().crl(partial).build().unwrap();
+    assert_eq!(
+        trust.revocation_status(&peer(&world.b)),
+        RevocationStatus::Revoked
+    );
+    assert_eq!(
+        trust.revocation_status(&peer(&world.a)),
+        RevocationStatus::Unknown
+    );
+}

@@ -110,7 +110,11 @@ impl ClientJwks {
         if !due(&self.lock(), Instant::now()) {
             return;
         }
-        let _one = self.inner.fetching.lock().await;
+        // One fetch at a time; a request that finds one under way answers from the set
+        // as it is rather than waiting for it.
+        let Ok(_one) = self.inner.fetching.try_lock() else {
+            return;
+        };
         // Another request may have fetched meanwhile.
         if !due(&self.lock(), Instant::now()) {
             return;

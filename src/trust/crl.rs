@@ -26,6 +26,12 @@ pub(crate) struct Crl {
     revoked: HashSet<Vec<u8>>,
     /// `nextUpdate`, Unix seconds; `None` when the CRL names none.
     pub(crate) next_update: Option<i64>,
+    /// `thisUpdate`, Unix seconds: of two CRLs of one issuer, the later one counts.
+    pub(crate) this_update: i64,
+    /// Whether it lists every revoked certificate of its issuer: a CRL with an issuing
+    /// distribution point covers only part of them, so not being listed there proves
+    /// nothing.
+    complete: bool,
     /// The CRL as read, for rustls.
     pub(crate) der: CertificateRevocationListDer<'static>,
 }
@@ -82,6 +88,13 @@ fn parse(der: CertificateRevocationListDer<'static>) -> Result<Crl, String> {
     if !rest.is_empty() {
         return Err("has bytes after the CRL".to_owned());
     }
+    // What the handshakes' webpki refuses (delta and indirect CRLs, unknown critical
+    // extensions) is refused here too, for every use.
+    webpki::OwnedCertRevocationList::from_der(der.as_ref())
+        .map_err(|e| format!("cannot be used: {e:?}"))?;
+    let complete = !crl.extensions().iter().any(|extension| {
+        extension.oid == x509_parser::oid_registry::OID_X509_EXT_ISSUER_DISTRIBUTION_POINT
+    });
     let issuer = crl.issuer().as_raw().to_vec();
     let issuer_text = crate::cert::DistinguishedName::from_x509(crl.issuer()).to_string();
     let revoked = crl
@@ -89,14 +102,37 @@ fn parse(der: CertificateRevocationListDer<'static>) -> Result<Crl, String> {
         .map(|entry| entry.raw_serial().to_vec())
         .collect();
     let next_update = crl.next_update().map(|t| t.timestamp());
+    let this_update = crl.last_update().timestamp();
     drop(crl);
     Ok(Crl {
         issuer,
         issuer_text,
         revoked,
         next_update,
+        this_update,
+        complete,
         der,
     })
+}
+
+/// Of several CRLs of one issuer, the one with the latest `thisUpdate` (the later given
+/// on a tie): the handshakes' webpki reads only one per issuer, and this makes it the
+/// newest for both.
+pub(crate) fn newest_per_issuer(crls: Vec<Crl>) -> Vec<Crl> {
+    let mut kept: Vec<Crl> = Vec::with_capacity(crls.len());
+    for crl in crls {
+        match kept.iter_mut().find(|k| k.issuer == crl.issuer) {
+            Some(older) if older.this_update <= crl.this_update => {
+                tracing::info!(issuer = %crl.issuer_text, "two CRLs of one issuer: the newer one is used");
+                *older = crl;
+            }
+            Some(_) => {
+                tracing::info!(issuer = %crl.issuer_text, "two CRLs of one issuer: the newer one is used");
+            }
+            None => kept.push(crl),
+        }
+    }
+    kept
 }
 
 /// What the loaded CRLs say of one certificate.
@@ -147,7 +183,9 @@ pub(crate) fn status_of(crls: &[Crl], der: &[u8], now: i64) -> RevocationStatus 
         if crl.revoked.contains(serial) {
             return RevocationStatus::Revoked;
         }
-        if crl.expired_at(now) {
+        if !crl.complete {
+            // Not listed in a partial CRL: still unknown.
+        } else if crl.expired_at(now) {
             if status == RevocationStatus::Unknown {
                 status = RevocationStatus::CrlExpired;
             }

@@ -210,16 +210,14 @@ impl ClientTrust {
     /// decides revocation). Leaf revocation checks (forwarded certificates) find no CRL
     /// here and pass.
     pub fn from_client_cert_verifier(verifier: Arc<dyn ClientCertVerifier>) -> Self {
-        Self::from_material(
-            Material {
-                recipe: None,
-                ca: None,
-                crls: Vec::new(),
-                unknown: UnknownRevocation::Allow,
-                expired: ExpiredCrl::Allow,
-                verifier: Some(verifier),
-            },
-        )
+        Self::from_material(Material {
+            recipe: None,
+            ca: None,
+            crls: Vec::new(),
+            unknown: UnknownRevocation::Allow,
+            expired: ExpiredCrl::Allow,
+            verifier: Some(verifier),
+        })
     }
 
     fn from_material(material: Material) -> Self {
@@ -259,14 +257,17 @@ impl ClientTrust {
 
     /// The files it reads (CA bundle and CRLs), for watching.
     pub(crate) fn files(&self) -> Vec<PathBuf> {
-        self.current().recipe.as_ref().map_or_else(Vec::new, |recipe| {
-            recipe
-                .ca
-                .iter()
-                .chain(&recipe.crls)
-                .filter_map(TlsInput::path)
-                .collect()
-        })
+        self.current()
+            .recipe
+            .as_ref()
+            .map_or_else(Vec::new, |recipe| {
+                recipe
+                    .ca
+                    .iter()
+                    .chain(&recipe.crls)
+                    .filter_map(TlsInput::path)
+                    .collect()
+            })
     }
 
     /// Replaces what this trust (and every clone of it) holds with what `other` holds,
@@ -500,6 +501,10 @@ impl ClientTrustBuilder {
             }
             crls.extend(read);
         }
+        let crls = crl::newest_per_issuer(crls);
+        if let Some(bundle) = &ca {
+            refuse_revoked_anchors(bundle, &crls)?;
+        }
         let verifier = match &ca {
             Some(bundle) => {
                 let mut builder = WebPkiClientVerifier::builder_with_provider(
@@ -526,17 +531,35 @@ impl ClientTrustBuilder {
             }
             None => None,
         };
-        Ok(ClientTrust::from_material(
-            Material {
-                recipe: Some(recipe),
-                ca,
-                crls,
-                unknown: self.unknown,
-                expired: self.expired,
-                verifier,
-            },
-        ))
+        Ok(ClientTrust::from_material(Material {
+            recipe: Some(recipe),
+            ca,
+            crls,
+            unknown: self.unknown,
+            expired: self.expired,
+            verifier,
+        }))
     }
+}
+
+/// A CA of the bundle that a loaded CRL revokes would still be trusted (a trust anchor's
+/// revocation is never checked): that is a configuration to fix, not to run with.
+fn refuse_revoked_anchors(bundle: &ClientCaBundle, crls: &[Crl]) -> Result<(), TlsConfigError> {
+    for (i, der) in bundle.certificates.iter().enumerate() {
+        if crl::status_now(crls, der) == RevocationStatus::Revoked {
+            return Err(TlsConfigError::Input {
+                what: "client CA bundle",
+                source_name: bundle.info.source.clone(),
+                problem: format!(
+                    "certificate {} ({}) is revoked by a loaded CRL, and a CA in the bundle \
+                     is trusted as it is; take it out of the bundle",
+                    i + 1,
+                    bundle.info.subjects.get(i).map_or("?", String::as_str)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A CRL whose issuer is one of the bundle's CAs must carry that CA's signature.

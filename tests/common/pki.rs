@@ -128,6 +128,18 @@ impl Ca {
     /// A CRL signed by this CA that revokes the certificates `revoked` (DER);
     /// `expired` puts its nextUpdate in the past (2021), otherwise it is 2099.
     pub fn crl(&self, revoked: &[&[u8]], expired: bool) -> String {
+        self.crl_with(revoked, expired, 2020, None)
+    }
+
+    /// [`crl`](Self::crl) issued in `year` (its thisUpdate), and with an issuing
+    /// distribution point (a partial CRL) when `distribution_point` is given.
+    pub fn crl_with(
+        &self,
+        revoked: &[&[u8]],
+        expired: bool,
+        year: i32,
+        distribution_point: Option<&str>,
+    ) -> String {
         let revoked_certs = revoked
             .iter()
             .map(|der| rcgen::RevokedCertParams {
@@ -138,10 +150,17 @@ impl Ca {
             })
             .collect();
         let params = rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            this_update: rcgen::date_time_ymd(year, 1, 1),
             next_update: rcgen::date_time_ymd(if expired { 2021 } else { 2099 }, 1, 1),
             crl_number: rcgen::SerialNumber::from(1u64),
-            issuing_distribution_point: None,
+            issuing_distribution_point: distribution_point.map(|uri| {
+                rcgen::CrlIssuingDistributionPoint {
+                    distribution_point: rcgen::CrlDistributionPoint {
+                        uris: vec![uri.to_owned()],
+                    },
+                    scope: None,
+                }
+            }),
             revoked_certs,
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
