@@ -144,6 +144,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Binding::Optional = args.binding {
         auth = auth.allow_unbound_tokens();
     }
+    if args.revocation.ocsp != cli::Ocsp::Off && args.tls_cert.is_none() {
+        return Err(
+            "--ocsp checks client certificates in the TLS handshake: it needs \
+                    --tls-cert (behind a proxy, have the proxy ask OCSP, or give --crl)"
+                .into(),
+        );
+    }
+    let ocsp = args.revocation.ocsp()?;
     if !args.revocation.crls.is_empty()
         && args.tls_cert.is_none()
         && args.proxy.cert_header_format.is_none()
@@ -192,6 +200,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .private_key_file(key)
                     .expiry_warning(args.ops.expiry_warning()),
             );
+            let tls = match ocsp {
+                Some(checker) => tls.ocsp(checker),
+                None => tls,
+            };
             let (tls, mode) = match (args.client_ca.is_some(), trust) {
                 (true, Some(trust)) => (tls.client_trust(trust), "client certificate required"),
                 (false, Some(trust)) => (

@@ -7,6 +7,7 @@
 //! | [`HANDSHAKE_FAILURES`] | counter | `cause` (`unknown_ca`, `expired`, `revoked`, `no_certificate`, `timeout`, …) |
 //! | [`TOKEN_CACHE_HITS`], [`TOKEN_CACHE_MISSES`] | counter | |
 //! | [`UNTRUSTED_PROXY_HEADERS`] | counter | |
+//! | [`OCSP_ANSWERS`] | counter | `answer` (`good`, `revoked`, `unknown`, `no_answer`) |
 //! | [`RELOADS`] | counter | `result` (`ok`, `failed`) |
 //! | [`SOONEST_EXPIRY`] | gauge | `kind` (`server_certificate`, `client_ca`, `crl_next_update`, `any`) |
 //!
@@ -24,6 +25,8 @@ pub const TOKEN_CACHE_HITS: &str = "mtls_bound_token_token_cache_hits_total";
 pub const TOKEN_CACHE_MISSES: &str = "mtls_bound_token_token_cache_misses_total";
 /// Certificate headers that came from a peer that is not a trusted proxy (ignored).
 pub const UNTRUSTED_PROXY_HEADERS: &str = "mtls_bound_token_untrusted_proxy_headers_total";
+/// OCSP answers about client certificates, by answer.
+pub const OCSP_ANSWERS: &str = "mtls_bound_token_ocsp_answers_total";
 /// Reloads of certificates, keys, CRLs and JWKS files, by result.
 pub const RELOADS: &str = "mtls_bound_token_reloads_total";
 /// The soonest expiry (Unix seconds) among the loaded certificates of a kind: the
@@ -44,6 +47,7 @@ pub fn describe() {
         UNTRUSTED_PROXY_HEADERS,
         "Certificate headers from peers that are not trusted proxies (ignored)"
     );
+    metrics::describe_counter!(OCSP_ANSWERS, "OCSP answers about client certificates");
     metrics::describe_counter!(
         RELOADS,
         "Reloads of certificates, keys, CRLs and JWKS files"
@@ -72,6 +76,10 @@ pub(crate) fn token_cache(hit: bool) {
 
 pub(crate) fn untrusted_proxy_header() {
     metrics::counter!(UNTRUSTED_PROXY_HEADERS).increment(1);
+}
+
+pub(crate) fn ocsp(answer: &'static str) {
+    metrics::counter!(OCSP_ANSWERS, "answer" => answer).increment(1);
 }
 
 pub(crate) fn reload(ok: bool) {

@@ -9,7 +9,9 @@ use mtls_bound_token::ConfigError;
 use mtls_bound_token::cert::{HeaderFormat, ProxyCertificate, TrustedNetwork};
 use mtls_bound_token::serve::{ServeConfigError, Server};
 use mtls_bound_token::tls::{TlsConfigError, TlsServerConfigBuilder};
-use mtls_bound_token::trust::{ClientTrust, UnknownRevocation};
+use mtls_bound_token::trust::{
+    ClientTrust, DEFAULT_OCSP_TIMEOUT, OcspChecker, OcspMode, UnknownRevocation,
+};
 
 /// `--trusted-proxy`, `--cert-header`, `--cert-header-format`.
 #[derive(Args, Debug)]
@@ -122,6 +124,22 @@ pub struct RevocationArgs {
     /// covers.
     #[arg(long, value_enum, value_name = "allow|deny", default_value_t = CrlUnknown::Deny)]
     pub crl_unknown: CrlUnknown,
+    /// OCSP for client certificates in the TLS handshake (responder from the
+    /// certificate's AIA): `soft` refuses only a certificate the responder says is
+    /// revoked; `hard` also refuses when no good answer comes.
+    #[arg(long, value_enum, value_name = "off|soft|hard", default_value_t = Ocsp::Off)]
+    pub ocsp: Ocsp,
+}
+
+/// `--ocsp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Ocsp {
+    /// Not asked.
+    Off,
+    /// Refuse what the responder says is revoked.
+    Soft,
+    /// Refuse unless the responder says good.
+    Hard,
 }
 
 /// `--crl-unknown`.
@@ -134,6 +152,16 @@ pub enum CrlUnknown {
 }
 
 impl RevocationArgs {
+    /// The OCSP checker `--ocsp` asks for, if any.
+    pub fn ocsp(&self) -> Result<Option<OcspChecker>, mtls_bound_token::remote::RemoteError> {
+        let mode = match self.ocsp {
+            Ocsp::Off => return Ok(None),
+            Ocsp::Soft => OcspMode::Soft,
+            Ocsp::Hard => OcspMode::Hard,
+        };
+        OcspChecker::new(mode, None, DEFAULT_OCSP_TIMEOUT).map(Some)
+    }
+
     /// The client trust of the CA bundle `ca` (when given) and the CRLs; `None` when
     /// there is neither.
     pub fn trust(&self, ca: Option<&Path>) -> Result<Option<ClientTrust>, TlsConfigError> {

@@ -167,6 +167,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .private_key_file(&args.tls_key)
             .expiry_warning(args.ops.expiry_warning()),
     );
+    let tls = match args.revocation.ocsp()? {
+        Some(checker) => tls.ocsp(checker),
+        None => tls,
+    };
     let tls = match trust {
         Some(trust) => token_endpoint_tls_with_trust(tls, trust)?,
         // Only self-signed clients can authenticate; the endpoint checks each one.

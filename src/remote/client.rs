@@ -58,6 +58,8 @@ pub struct AuthServerClientBuilder {
     timeout: Duration,
     max_document_len: usize,
     allow_http: bool,
+    /// Plain http to any host: for documents that are signed (OCSP responses).
+    http_anywhere: bool,
 }
 
 impl Default for AuthServerClientBuilder {
@@ -68,6 +70,7 @@ impl Default for AuthServerClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             max_document_len: DEFAULT_MAX_DOCUMENT_LEN,
             allow_http: false,
+            http_anywhere: false,
         }
     }
 }
@@ -131,6 +134,14 @@ impl AuthServerClientBuilder {
     /// The largest document read; default 1 MiB. A larger answer is an error.
     pub fn max_document_len(mut self, len: usize) -> Self {
         self.max_document_len = len;
+        self
+    }
+
+    /// Plain http to any host, for OCSP: responders answer over http (RFC 6960
+    /// Appendix A), and their answers are signed.
+    pub(crate) fn plain_http_anywhere(mut self) -> Self {
+        self.allow_http = true;
+        self.http_anywhere = true;
         self
     }
 
@@ -215,6 +226,7 @@ impl AuthServerClientBuilder {
             http,
             timeout: self.timeout,
             allow_http: self.allow_http,
+            http_anywhere: self.http_anywhere,
             max_document_len: self.max_document_len,
         })
     }
@@ -227,6 +239,7 @@ pub struct AuthServerClient {
     http: reqwest::Client,
     timeout: Duration,
     allow_http: bool,
+    http_anywhere: bool,
     max_document_len: usize,
 }
 
@@ -267,7 +280,7 @@ impl AuthServerClient {
             .map_err(|e| RemoteError::config(format!("{url:?} is not a URL: {e}")))?;
         match parsed.scheme() {
             "https" => {}
-            "http" if self.allow_http && is_loopback(&parsed) => {}
+            "http" if self.allow_http && (self.http_anywhere || is_loopback(&parsed)) => {}
             "http" if self.allow_http => {
                 return Err(RemoteError::config(format!(
                     "{url:?} is plain http to a host that is not loopback: use https"
@@ -302,6 +315,23 @@ impl AuthServerClient {
             .http
             .get(parsed)
             .header(http::header::ACCEPT, "application/json");
+        self.send(url, request).await
+    }
+
+    /// POSTs `body` of `content_type` to `url`, expecting a 200 answer of at most the
+    /// document bound.
+    pub(crate) async fn post_bytes(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<Fetched, RemoteError> {
+        let parsed = self.check_url(url)?;
+        let request = self
+            .http
+            .post(parsed)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(body);
         self.send(url, request).await
     }
 

@@ -173,6 +173,7 @@ pub struct TlsServerConfigBuilder {
     max_handshakes: usize,
     max_handshakes_per_ip: usize,
     expiry_warning: Duration,
+    ocsp: Option<crate::trust::OcspChecker>,
 }
 
 impl std::fmt::Debug for TlsServerConfigBuilder {
@@ -318,6 +319,15 @@ impl TlsServerConfigBuilder {
         self
     }
 
+    /// Asks OCSP about each new connection's client certificate once its handshake is
+    /// done (answers kept until their `nextUpdate`), and closes the connection when
+    /// `checker`'s mode says so; see [`OcspChecker`](crate::trust::OcspChecker). The
+    /// issuer comes from the client's chain or the client trust.
+    pub fn ocsp(mut self, checker: crate::trust::OcspChecker) -> Self {
+        self.ocsp = Some(checker);
+        self
+    }
+
     /// A client certificate presented within this time of its end is logged at WARN
     /// (subject, thumbprint, days left), once per certificate per day; default 14 days.
     pub fn expiry_warning(mut self, window: Duration) -> Self {
@@ -444,6 +454,7 @@ impl TlsServerConfigBuilder {
             trust: trust_used,
             client_expiry: Arc::new(ClientExpiryWarnings::new(self.expiry_warning)),
             verifier,
+            ocsp: self.ocsp,
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
             max_handshakes_per_ip: self.max_handshakes_per_ip,
@@ -562,6 +573,8 @@ pub struct TlsServerConfig {
     /// The handshake's verifier, for resumed sessions: rustls does not call it for
     /// them, and the trust may have changed since the session began.
     pub(crate) verifier: Arc<dyn ClientCertVerifier>,
+    /// OCSP for client certificates, when asked for.
+    pub(crate) ocsp: Option<crate::trust::OcspChecker>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
     pub(crate) max_handshakes_per_ip: usize,
@@ -618,6 +631,7 @@ impl TlsServerConfig {
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
             expiry_warning: crate::expiry::DEFAULT_EXPIRY_WARNING,
+            ocsp: None,
         }
     }
 

@@ -125,6 +125,8 @@ async fn accept_loop(
         let requires_certificate = config.requires_certificate;
         let client_expiry = Arc::clone(&config.client_expiry);
         let verifier = Arc::clone(&config.verifier);
+        let ocsp = config.ocsp.clone();
+        let trust = config.client_trust().cloned();
         tokio::spawn(async move {
             let handshake = diagnostics::for_peer(
                 remote_addr,
@@ -182,6 +184,15 @@ async fn accept_loop(
                     tracing::debug!(%remote_addr, "resumed session refused: its client certificate is not accepted now");
                     return;
                 }
+            }
+            if let (Some(ocsp), Some(chain)) = (&ocsp, stream.get_ref().1.peer_certificates())
+                && let Err(why) = ocsp.admit(chain, trust.as_ref()).await
+            {
+                crate::telemetry::handshake_failure("ocsp");
+                if let Some(suppressed) = warnings.admit("ocsp") {
+                    tracing::warn!(%remote_addr, suppressed, "TLS connection closed: {why}");
+                }
+                return;
             }
             let info = match stream.get_ref().1.peer_certificates() {
                 Some(chain) if !chain.is_empty() => match PeerCertificate::read_lazily_chain(chain)

@@ -25,6 +25,7 @@
 //! ```
 
 mod crl;
+mod ocsp;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -36,6 +37,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 
 pub(crate) use crl::Crl;
 pub use crl::RevocationStatus;
+pub use ocsp::{DEFAULT_OCSP_TIMEOUT, OcspChecker, OcspMode};
 
 use crate::cert::PeerCertificate;
 use crate::tls::{ClientCaBundle, Expectation, TlsConfigError, TlsInput, utc};

@@ -41,6 +41,8 @@ pub struct Subject {
     pub expired: bool,
     /// Valid from yesterday until this many days from today (midnight UTC).
     pub ends_in_days: Option<i64>,
+    /// An OCSP responder in the Authority Information Access extension.
+    pub ocsp_url: Option<String>,
 }
 
 impl Subject {
@@ -123,6 +125,11 @@ impl Ca {
             key.serialize_pem(),
             &self.chain_pem,
         )
+    }
+
+    /// This CA's private key, PEM.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
     }
 
     /// A CRL signed by this CA that revokes the certificates `revoked` (DER);
@@ -252,6 +259,14 @@ fn client_params(subject: &Subject) -> CertificateParams {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
     }
+    if let Some(url) = &subject.ocsp_url {
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                authority_info_access(url),
+            ));
+    }
     if let Some(days) = subject.ends_in_days {
         let (y, m, d) = date_from_today(-1);
         params.not_before = rcgen::date_time_ymd(y, m, d);
@@ -259,6 +274,23 @@ fn client_params(subject: &Subject) -> CertificateParams {
         params.not_after = rcgen::date_time_ymd(y, m, d);
     }
     params
+}
+
+/// DER of an AuthorityInfoAccess naming `url` as the OCSP responder.
+fn authority_info_access(url: &str) -> Vec<u8> {
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            len @ 0..=127 => out.push(len as u8),
+            len @ 128..=255 => out.extend([0x81, len as u8]),
+            len => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    let id_ad_ocsp = tlv(0x06, &[0x2B, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01]);
+    let location = tlv(0x86, url.as_bytes());
+    tlv(0x30, &tlv(0x30, &[id_ad_ocsp, location].concat()))
 }
 
 /// The date (UTC) `days` from today: the civil calendar from a day count.
@@ -440,5 +472,6 @@ pub fn a_subject() -> Subject {
         email: vec!["a@example.org".into()],
         expired: false,
         ends_in_days: None,
+        ocsp_url: None,
     }
 }
