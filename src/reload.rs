@@ -39,6 +39,18 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
 /// The step that puts prepared material in place.
 type Commit = Box<dyn FnOnce() + Send + 'static>;
 
+/// Held from reading to putting in place, by every reload in the process: two reloads
+/// at once could otherwise put the older material in place last.
+static RELOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `reload` (read, check, put in place) while no other reload runs.
+pub(crate) fn one_at_a_time<T>(reload: impl FnOnce() -> T) -> T {
+    let _only = RELOADING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    reload()
+}
+
 /// One thing a reload reads again.
 #[derive(Clone)]
 enum Item {
@@ -173,16 +185,18 @@ impl Reloader {
     /// # Errors
     /// [`ReloadError`] with the first problem, naming the file.
     pub fn reload_now(&self) -> Result<(), ReloadError> {
-        let commits = self
-            .items
-            .iter()
-            .map(Item::prepare)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ReloadError)?;
-        for commit in commits {
-            commit();
-        }
-        Ok(())
+        one_at_a_time(|| {
+            let commits = self
+                .items
+                .iter()
+                .map(Item::prepare)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ReloadError)?;
+            for commit in commits {
+                commit();
+            }
+            Ok(())
+        })
     }
 
     /// [`reload_now`](Self::reload_now), logged: `reloaded` at INFO, or

@@ -23,34 +23,26 @@ fn the_load_client_drives_every_kind_of_request() {
         &["--connections", "2", "--http2", "--streams", "4"][..],
         &["--connections", "2", "--new-connection-per-request"][..],
     ] {
-        let mut args = vec![
-            "--url",
-            &url,
-            "--ca",
-            s(&f.ca),
-            "--cert",
-            s(&f.a.0),
-            "--key",
-            s(&f.a.1),
-            "--signing-key",
-            s(&key),
-            "--kid",
-            "k1",
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--duration",
-            "1",
-            "--mix",
-            "valid=6,stolen=1,expired=1,junk=1,none=1",
-            "--distinct-tokens",
-            "3",
-            "--server-pid",
-            &pid,
-            "--json",
-        ];
-        args.extend_from_slice(mode);
+        let mut args = client_args(&url, &f, &key);
+        args.extend(
+            [
+                "--duration",
+                "1",
+                "--mix",
+                "valid=6,stolen=1,expired=1,junk=1,none=1",
+                "--distinct-tokens",
+                "3",
+                "--server-pid",
+                &pid,
+                "--json",
+            ]
+            .map(String::from),
+        );
+        let args: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .chain(mode.iter().copied())
+            .collect();
         let out = run_to_end(&load, &args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -79,37 +71,42 @@ fn the_load_client_drives_every_kind_of_request() {
     let g = Files::new(&other);
     let elsewhere = start_resource_server_tls(&g, &["--client-ca", s(&g.ca)]);
     let url = format!("https://localhost:{}/whoami", elsewhere.addr.port());
-    let out = run_to_end(
-        &load,
-        &[
-            "--url",
-            &url,
-            "--ca",
-            s(&g.ca),
-            "--cert",
-            s(&g.a.0),
-            "--key",
-            s(&g.a.1),
-            "--signing-key",
-            s(&key),
-            "--kid",
-            "k1",
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--duration",
-            "1",
-            "--connections",
-            "1",
-        ],
-    );
+    // Files of another world, but the first world's signing key.
+    let mut args = client_args(&url, &g, &key);
+    args.extend(["--duration", "1", "--connections", "1"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_to_end(&load, &args);
     assert_eq!(
         out.status.code(),
         Some(1),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// The load client's options for `url`: the world's CA, client A's certificate, and
+/// tokens signed with `key` for this world's issuer and audience.
+fn client_args(url: &str, f: &Files, key: &std::path::Path) -> Vec<String> {
+    [
+        "--url",
+        url,
+        "--ca",
+        s(&f.ca),
+        "--cert",
+        s(&f.a.0),
+        "--key",
+        s(&f.a.1),
+        "--signing-key",
+        s(key),
+        "--kid",
+        "k1",
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Sends SIGHUP to `pid`.
@@ -133,31 +130,8 @@ fn reloads_under_load_lose_no_request_and_take_effect() {
     let pid = server.child.id();
     let load = example_binary("load");
     let run_load = |mode: &'static [&'static str]| {
-        let mut args: Vec<String> = [
-            "--url",
-            &url,
-            "--ca",
-            s(&f.ca),
-            "--cert",
-            s(&f.a.0),
-            "--key",
-            s(&f.a.1),
-            "--signing-key",
-            s(&key),
-            "--kid",
-            "k1",
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--duration",
-            "3",
-            "--mix",
-            "valid=1",
-            "--json",
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut args = client_args(&url, &f, &key);
+        args.extend(["--duration", "3", "--mix", "valid=1", "--json"].map(String::from));
         args.extend(mode.iter().map(|a| a.to_string()));
         let load = load.clone();
         std::thread::spawn(move || {

@@ -650,9 +650,11 @@ impl TlsServerConfig {
     /// # Errors
     /// [`TlsConfigError`] naming the file and the problem.
     pub fn reload(&self) -> Result<(), TlsConfigError> {
-        let commit = self.prepare_reload()?;
-        commit();
-        Ok(())
+        crate::reload::one_at_a_time(|| {
+            let commit = self.prepare_reload()?;
+            commit();
+            Ok(())
+        })
     }
 
     /// Reads and checks everything; the returned step puts it in place.

@@ -120,24 +120,7 @@ pub(crate) fn self_signed(der: &[u8], provider: &CryptoProvider, now: i64) -> bo
     {
         return false;
     }
-    let Some(signature_alg) = signature_algorithm_contents(der) else {
-        return false;
-    };
-    let Some(key_alg) = algorithm_contents(cert.public_key().raw) else {
-        return false;
-    };
-    let key = cert.public_key().subject_public_key.data.as_ref();
-    let signature = cert.signature_value.data.as_ref();
-    let tbs = cert.tbs_certificate.as_ref();
-    provider
-        .signature_verification_algorithms
-        .all
-        .iter()
-        .filter(|alg| {
-            alg.signature_alg_id().as_ref() == signature_alg
-                && alg.public_key_alg_id().as_ref() == key_alg
-        })
-        .any(|alg| alg.verify_signature(key, tbs, signature).is_ok())
+    signed_by(der, der, provider)
 }
 
 /// Whether `signed` (a certificate or a CRL: `SEQUENCE { tbs, signatureAlgorithm,
@@ -183,15 +166,6 @@ fn signed_parts(signed: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         Some((0, bits)) => Some((tbs, algorithm.data, bits)),
         _ => None,
     }
-}
-
-/// The contents of the certificate's outer `signatureAlgorithm` AlgorithmIdentifier
-/// (the form webpki's algorithm identifiers are written in).
-fn signature_algorithm_contents(der: &[u8]) -> Option<&[u8]> {
-    let (_, outer) = Any::from_der(der).ok()?;
-    let (rest, _tbs) = Any::from_der(outer.data).ok()?;
-    let (_, algorithm) = Any::from_der(rest).ok()?;
-    Some(algorithm.data)
 }
 
 /// The contents of the AlgorithmIdentifier that opens a SubjectPublicKeyInfo.

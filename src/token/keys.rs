@@ -451,9 +451,11 @@ impl JwksFile {
     /// # Errors
     /// [`KeyError`] naming the file and the problem; the old keys stay.
     pub fn reload(&self) -> Result<(), KeyError> {
-        let commit = self.prepare()?;
-        commit();
-        Ok(())
+        crate::reload::one_at_a_time(|| {
+            let commit = self.prepare()?;
+            commit();
+            Ok(())
+        })
     }
 
     /// Reads the file; the returned step puts its keys in place.

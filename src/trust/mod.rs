@@ -240,9 +240,11 @@ impl ClientTrust {
     /// # Errors
     /// What [`build`](ClientTrustBuilder::build) reports; the old material stays.
     pub fn reload(&self) -> Result<(), TlsConfigError> {
-        let commit = self.prepare_reload()?;
-        commit();
-        Ok(())
+        crate::reload::one_at_a_time(|| {
+            let commit = self.prepare_reload()?;
+            commit();
+            Ok(())
+        })
     }
 
     /// Reads and checks the files; the returned step puts them in place.

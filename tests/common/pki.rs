@@ -293,18 +293,19 @@ fn authority_info_access(url: &str) -> Vec<u8> {
     tlv(0x30, &tlv(0x30, &[id_ad_ocsp, location].concat()))
 }
 
-/// The date (UTC) `days` from today: the civil calendar from a day count.
+/// The date (UTC) `days` from today, as the crate writes dates.
 pub fn date_from_today(days: i64) -> (i32, u8, u8) {
-    let z = now().div_euclid(86_400) + days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as i32, month as u8, day as u8)
+    let offset = std::time::Duration::from_secs(days.unsigned_abs() * 86_400);
+    let now = std::time::SystemTime::now();
+    let day = if days < 0 { now - offset } else { now + offset };
+    let text = mtls_bound_token::expiry::format_utc(day);
+    let mut parts = text[..10].split('-').map(|p| p.parse::<u32>().unwrap());
+    let (y, m, d) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    (y as i32, m as u8, d as u8)
 }
 
 /// RFC 8705 `x5t#S256`: base64url (no padding) of SHA-256 over the DER.
