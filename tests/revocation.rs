@@ -557,3 +557,33 @@ fn a_partial_crl_revokes_what_it_lists_and_vouches_for_nothing_else() {
         RevocationStatus::Unknown
     );
 }
+
+#[tokio::test]
+async fn an_expired_crl_follows_its_policy_for_leaves_too() {
+    let world = World::new();
+    let stale = world.ca.crl(&[&world.b.cert_der], true);
+    for (policy, a_admitted) in [(ExpiredCrl::Deny, false), (ExpiredCrl::Allow, true)] {
+        let crls_only = ClientTrust::builder()
+            .crl(stale.clone())
+            .expired_crl(policy)
+            .build()
+            .unwrap();
+        assert_eq!(
+            crls_only.revocation_status(&peer(&world.a)),
+            RevocationStatus::CrlExpired
+        );
+        let tls = TlsServerConfig::builder()
+            .certificate_chain_pem(world.server.chain_pem.clone())
+            .private_key_pem(world.server.key_pem.clone())
+            .accept_any_client_certificate_unless_revoked(crls_only)
+            .build()
+            .unwrap();
+        let server = serve_tls(app(world.layer()), tls).await;
+        assert_eq!(
+            admitted(&server, &world, &world.a).await,
+            a_admitted,
+            "{policy:?}: a, which the stale CRL does not list"
+        );
+        assert!(!admitted(&server, &world, &world.b).await, "{policy:?}: b");
+    }
+}
