@@ -165,13 +165,12 @@ impl RevocationStatus {
     }
 }
 
-/// The status of the leaf `der` by `crls`, at `now` (Unix seconds).
+/// The status of the leaf `der` by `crls`, at `now` (Unix seconds). `der` is within the
+/// certificate size bound already: every caller holds a `PeerCertificate` or a CA of a
+/// loaded bundle.
 pub(crate) fn status_of(crls: &[Crl], der: &[u8], now: i64) -> RevocationStatus {
     if crls.is_empty() {
         return RevocationStatus::NotChecked;
-    }
-    if der.len() > crate::cert::MAX_CERTIFICATE_LEN {
-        return RevocationStatus::Unknown;
     }
     let Ok((_, certificate)) = X509Certificate::from_der(der) else {
         return RevocationStatus::Unknown;
