@@ -73,18 +73,6 @@ fn start_responder_signed(
     responder
 }
 
-/// `openssl ocsp` answering for `ca`'s certificates, but signing with another key.
-fn start_forging_responder(
-    dir: &Path,
-    port: u16,
-    ca: &Path,
-    signer: &Path,
-    signer_key: &Path,
-    index: &Path,
-) -> Responder {
-    start_responder_signed(dir, port, ca, signer, signer_key, index)
-}
-
 /// An `openssl ca` index line: status, expiry, revocation time, serial, file, subject.
 fn index_line(status: char, leaf: &Leaf, cn: &str) -> String {
     let serial = pki::serial_of(&leaf.cert_der);
@@ -180,7 +168,7 @@ fn the_responder_decides_in_soft_and_hard_mode() {
     .unwrap();
     // Known to the responder (it reads the index when it starts): only the signature
     // is wrong.
-    let forged = start_forging_responder(dir, port, &f.ca, &forger_cert, &forger_key, &index);
+    let forged = start_responder_signed(dir, port, &f.ca, &forger_cert, &forger_key, &index);
     let token = world.key.sign(&pki::claims(
         ISSUER,
         AUDIENCE,

@@ -48,6 +48,9 @@ pub struct PeerCertificate {
     /// [`from_der`](Self::from_der), or on first use for a certificate a proxy forwarded
     /// (most requests only need its thumbprint and validity).
     names: OnceLock<Names>,
+    /// The issuer's name (DER) and the serial (DER INTEGER contents), read on first use:
+    /// what a CRL lists a certificate by.
+    revocation_key: OnceLock<Option<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// What a certificate names: subject and SANs.
@@ -120,7 +123,20 @@ impl PeerCertificate {
             not_before,
             not_after,
             names: OnceLock::new(),
+            revocation_key: OnceLock::new(),
         })
+    }
+
+    /// The issuer's name (DER) and the serial (DER INTEGER contents), read once per
+    /// certificate; `None` for a certificate known only by its hash.
+    pub(crate) fn issuer_and_serial(&self) -> Option<(&[u8], &[u8])> {
+        self.revocation_key
+            .get_or_init(|| {
+                let (_, cert) = x509_parser::prelude::X509Certificate::from_der(&self.der).ok()?;
+                Some((cert.issuer().as_raw().to_vec(), cert.raw_serial().to_vec()))
+            })
+            .as_ref()
+            .map(|(issuer, serial)| (issuer.as_slice(), serial.as_slice()))
     }
 
     fn names(&self) -> &Names {
@@ -154,6 +170,7 @@ impl PeerCertificate {
                 san_ip: Vec::new(),
                 san_email: Vec::new(),
             }),
+            revocation_key: OnceLock::from(None),
         }
     }
 

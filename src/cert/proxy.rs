@@ -204,7 +204,7 @@ impl ProxyCertificate {
         let Some(trust) = &self.revocation else {
             return Ok(());
         };
-        match trust.current().check_leaf(certificate.der()) {
+        match trust.current().check_leaf(certificate) {
             Ok(_) => Ok(()),
             Err(refusal) => {
                 tracing::debug!(

@@ -89,7 +89,7 @@ impl ClientCertVerifier for AnyCertificate {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         // Refuse in the handshake what could not be parsed after it.
-        PeerCertificate::from_der(end_entity).map_err(|_| {
+        let certificate = PeerCertificate::from_der(end_entity).map_err(|_| {
             rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
         })?;
         // The handshake signature check (webpki) refuses v1 certificates anyway; refusing
@@ -102,7 +102,7 @@ impl ClientCertVerifier for AnyCertificate {
         if let Some(trust) = &self.revocation {
             trust
                 .current()
-                .check_leaf(Some(end_entity))
+                .check_leaf(&certificate)
                 .map_err(|refusal| refusal.tls_error())?;
         }
         Ok(ClientCertVerified::assertion())

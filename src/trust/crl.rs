@@ -169,14 +169,22 @@ impl RevocationStatus {
 /// certificate size bound already: every caller holds a `PeerCertificate` or a CA of a
 /// loaded bundle.
 pub(crate) fn status_of(crls: &[Crl], der: &[u8], now: i64) -> RevocationStatus {
-    if crls.is_empty() {
-        return RevocationStatus::NotChecked;
-    }
     let Ok((_, certificate)) = X509Certificate::from_der(der) else {
         return RevocationStatus::Unknown;
     };
-    let issuer = certificate.issuer().as_raw();
-    let serial = certificate.raw_serial();
+    status_by(
+        crls,
+        certificate.issuer().as_raw(),
+        certificate.raw_serial(),
+        now,
+    )
+}
+
+/// The status of the certificate of `serial` from `issuer` (DER name) by `crls`.
+pub(crate) fn status_by(crls: &[Crl], issuer: &[u8], serial: &[u8], now: i64) -> RevocationStatus {
+    if crls.is_empty() {
+        return RevocationStatus::NotChecked;
+    }
     let mut status = RevocationStatus::Unknown;
     for crl in crls.iter().filter(|crl| crl.issuer == issuer) {
         if crl.revoked.contains(serial) {

@@ -122,15 +122,24 @@ pub(crate) struct Material {
 }
 
 impl Material {
-    /// The leaf-only revocation decision for `der` (`None`: only a hash was forwarded).
-    pub(crate) fn check_leaf(&self, der: Option<&[u8]>) -> Result<RevocationStatus, Refusal> {
+    /// What the CRLs say of `certificate` alone: its issuer's CRL found by name.
+    pub(crate) fn status_of(&self, certificate: &PeerCertificate) -> RevocationStatus {
         if self.crls.is_empty() {
-            return Ok(RevocationStatus::NotChecked);
+            return RevocationStatus::NotChecked;
         }
-        let status = der.map_or(RevocationStatus::Unknown, |der| {
-            crl::status_now(&self.crls, der)
-        });
-        match status {
+        certificate
+            .issuer_and_serial()
+            .map_or(RevocationStatus::Unknown, |(issuer, serial)| {
+                crl::status_by(&self.crls, issuer, serial, crate::tls::unix_now())
+            })
+    }
+
+    /// The leaf-only revocation decision for `certificate`, by the policy.
+    pub(crate) fn check_leaf(
+        &self,
+        certificate: &PeerCertificate,
+    ) -> Result<RevocationStatus, Refusal> {
+        match self.status_of(certificate) {
             RevocationStatus::Revoked => Err(Refusal::Revoked),
             RevocationStatus::Unknown if self.unknown == UnknownRevocation::Deny => {
                 Err(Refusal::Unknown)
@@ -306,13 +315,7 @@ impl ClientTrust {
     /// What the loaded CRLs say of `certificate` alone (no chain is built: its issuer's
     /// CRL is found by name).
     pub fn revocation_status(&self, certificate: &PeerCertificate) -> RevocationStatus {
-        let material = self.current();
-        if material.crls.is_empty() {
-            return RevocationStatus::NotChecked;
-        }
-        certificate.der().map_or(RevocationStatus::Unknown, |der| {
-            crl::status_now(&material.crls, der)
-        })
+        self.current().status_of(certificate)
     }
 
     /// Validates a client certificate chain (leaf first) now, as a handshake would, CRLs
